@@ -1,0 +1,296 @@
+"""The tag index: tag texts embedded once into FAISS, plus a JSON manifest (never a pickle)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedtag.encoder import Encoder
+from embedtag.errors import IndexError_
+from embedtag.glosses import TagGlosses, TagText, tag_keywords, tag_texts
+from embedtag.scoring import ScoringSettings
+from embedtag.tags import Tag, tags_fingerprint
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TEXT_VECTORS = "tags.faiss"
+EXAMPLE_VECTORS = "examples.faiss"
+REBUILD_HINT = "rebuild it with `embedtag build-index --out DIR` (see README)"
+
+
+def default_index_path() -> Path:
+    """The index shipped with the package, built for the default tag list."""
+    env = os.environ.get("EMBEDTAG_INDEX")
+    if env:
+        return Path(env)
+    return Path(str(resources.files("embedtag") / "data" / "index"))
+
+
+def texts_fingerprint(texts: list[TagText]) -> str:
+    payload = json.dumps([[t.tag_id, t.kind, t.text] for t in texts], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def _flat_index(vectors: np.ndarray) -> Any:
+    faiss = _faiss()
+    index = faiss.IndexFlatIP(int(vectors.shape[1]))
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+@dataclass(frozen=True)
+class Example:
+    """A labelled README kept as a prototype: its document vector lives in examples.faiss."""
+
+    id: str
+    core: tuple[int, ...]
+    also: tuple[int, ...] = ()
+
+
+@dataclass
+class TagIndex:
+    """Tag texts and their vectors, and everything needed to check that they still fit."""
+
+    tags: list[Tag]
+    texts: list[TagText]
+    text_vectors: np.ndarray
+    model_name: str
+    model_fingerprint: str
+    max_tokens: int
+    settings: ScoringSettings = field(default_factory=ScoringSettings)
+    keywords: dict[int, list[str]] = field(default_factory=dict)
+    examples: list[Example] = field(default_factory=list)
+    example_vectors: np.ndarray | None = None
+    _faiss_texts: Any = field(default=None, repr=False)
+    _faiss_examples: Any = field(default=None, repr=False)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.text_vectors.shape[1])
+
+    @property
+    def texts_fingerprint(self) -> str:
+        return texts_fingerprint(self.texts)
+
+    def tag_rows(self) -> np.ndarray:
+        """For each text vector, the position of its tag in `tags`."""
+        position = {tag.id: i for i, tag in enumerate(self.tags)}
+        return np.array([position[t.tag_id] for t in self.texts], dtype=np.int64)
+
+    def faiss_texts(self) -> Any:
+        if self._faiss_texts is None:
+            self._faiss_texts = _flat_index(self.text_vectors)
+        return self._faiss_texts
+
+    def faiss_examples(self) -> Any:
+        if self._faiss_examples is None and self.example_vectors is not None:
+            self._faiss_examples = _flat_index(self.example_vectors)
+        return self._faiss_examples
+
+    def check_encoder(self, encoder: Encoder) -> None:
+        """Refuse to score with vectors from a model other than the one that built the index."""
+        if encoder.dimension != self.dimension:
+            raise IndexError_(
+                f"index was built with {self.dimension}-dim vectors from {self.model_name}, the "
+                f"model in use gives {encoder.dimension}; {REBUILD_HINT}"
+            )
+        if encoder.fingerprint() != self.model_fingerprint:
+            raise IndexError_(
+                f"index was built with model {self.model_name} ({self.model_fingerprint}), the model "
+                f"in use is {encoder.name} ({encoder.fingerprint()}); {REBUILD_HINT}"
+            )
+
+    def check_tags(self, tags: list[Tag]) -> None:
+        if tags_fingerprint(tags) != tags_fingerprint(self.tags):
+            raise IndexError_(
+                f"index was built for another tag list ({len(self.tags)} tags); "
+                f"rebuild it with `embedtag build-index --tags FILE --out DIR`"
+            )
+
+    # ---- persistence -------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": {
+                "name": self.model_name,
+                "fingerprint": self.model_fingerprint,
+                "dimension": self.dimension,
+                "max_tokens": self.max_tokens,
+            },
+            "tags": [tag.to_json() for tag in self.tags],
+            "tags_fingerprint": tags_fingerprint(self.tags),
+            "texts_fingerprint": self.texts_fingerprint,
+            "texts": [{"tag_id": t.tag_id, "kind": t.kind, "text": t.text} for t in self.texts],
+            "keywords": {str(k): v for k, v in self.keywords.items()},
+            "settings": self.settings.to_json(),
+            "examples": [
+                {"id": e.id, "core": list(e.core), "also": list(e.also)} for e in self.examples
+            ],
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write atomically: a complete index appears under `out_dir` or nothing changes.
+
+        Concurrent builds each write their own temp dir; the last rename wins whole.
+        """
+        faiss = _faiss()
+        out = Path(out_dir).resolve()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            faiss.write_index(_flat_index(self.text_vectors), str(tmp / TEXT_VECTORS))
+            manifest = self.manifest()
+            manifest["files"] = {TEXT_VECTORS: _sha256(tmp / TEXT_VECTORS)}
+            if self.example_vectors is not None and len(self.examples):
+                faiss.write_index(_flat_index(self.example_vectors), str(tmp / EXAMPLE_VECTORS))
+                manifest["files"][EXAMPLE_VECTORS] = _sha256(tmp / EXAMPLE_VECTORS)
+            with (tmp / MANIFEST).open("w", encoding="utf-8") as handle:
+                json.dump(manifest, handle, ensure_ascii=False, indent=1)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o755)
+            _swap_into_place(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Move a finished temp dir to `out`, replacing what is there."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        try:
+            os.rename(out, old)
+        except FileNotFoundError:  # another build moved it away first
+            old = None  # type: ignore[assignment]
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            # another build put a complete index there in between: keep that one
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_vectors(path: Path, expected_sha: str | None, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise IndexError_(f"index file {path} is missing; {REBUILD_HINT}")
+    if expected_sha is not None and _sha256(path) != expected_sha:
+        raise IndexError_(f"index file {path} is corrupt or truncated (checksum differs); {REBUILD_HINT}")
+    try:
+        index = _faiss().read_index(str(path))
+        vectors = index.reconstruct_n(0, index.ntotal)
+    except Exception:  # faiss raises RuntimeError with a C++ trace: say it plainly
+        raise IndexError_(f"{what} in {path} cannot be read (corrupt file); {REBUILD_HINT}") from None
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def load_index(path: str | Path | None = None) -> TagIndex:
+    """Read and validate an index directory."""
+    directory = Path(path) if path is not None else default_index_path()
+    if not directory.is_dir():
+        raise IndexError_(f"index directory {directory} does not exist; {REBUILD_HINT}")
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise IndexError_(f"{directory} has no {MANIFEST}, so it is not an embedtag index; {REBUILD_HINT}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexError_(
+                f"index {directory} has format version {manifest.get('format_version')!r}, this "
+                f"embedtag reads version {FORMAT_VERSION}; {REBUILD_HINT}"
+            )
+        model = manifest["model"]
+        tags = [Tag(id=int(t["id"]), name=str(t["name"])) for t in manifest["tags"]]
+        texts = [TagText(int(t["tag_id"]), str(t["kind"]), str(t["text"])) for t in manifest["texts"]]
+        examples = [
+            Example(str(e["id"]), tuple(int(x) for x in e["core"]), tuple(int(x) for x in e.get("also", [])))
+            for e in manifest.get("examples", [])
+        ]
+        settings = ScoringSettings.from_json(manifest.get("settings", {}))
+        keywords = {int(k): [str(x) for x in v] for k, v in manifest.get("keywords", {}).items()}
+        files = manifest.get("files", {})
+    except IndexError_:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IndexError_(f"{manifest_path} is malformed ({exc!r}); {REBUILD_HINT}") from None
+    text_vectors = _read_vectors(directory / TEXT_VECTORS, files.get(TEXT_VECTORS), "tag vectors")
+    if text_vectors.shape != (len(texts), int(model["dimension"])):
+        raise IndexError_(
+            f"{directory / TEXT_VECTORS} holds {text_vectors.shape[0]} vectors of dimension "
+            f"{text_vectors.shape[1] if text_vectors.ndim == 2 else '?'}, the manifest lists "
+            f"{len(texts)} of {model['dimension']}; {REBUILD_HINT}"
+        )
+    example_vectors = None
+    if examples:
+        example_vectors = _read_vectors(
+            directory / EXAMPLE_VECTORS, files.get(EXAMPLE_VECTORS), "example vectors"
+        )
+        if example_vectors.shape[0] != len(examples):
+            raise IndexError_(f"{directory / EXAMPLE_VECTORS} does not match the manifest; {REBUILD_HINT}")
+    return TagIndex(
+        tags=tags,
+        texts=texts,
+        text_vectors=text_vectors,
+        model_name=str(model["name"]),
+        model_fingerprint=str(model["fingerprint"]),
+        max_tokens=int(model.get("max_tokens", 128)),
+        settings=settings,
+        keywords=keywords,
+        examples=examples,
+        example_vectors=example_vectors,
+    )
+
+
+def build_index(
+    tags: list[Tag],
+    glosses: dict[str, TagGlosses],
+    encoder: Encoder,
+    settings: ScoringSettings | None = None,
+) -> TagIndex:
+    """Embed every tag text once."""
+    texts = tag_texts(tags, glosses)
+    vectors = encoder.encode([t.text for t in texts])
+    return TagIndex(
+        tags=tags,
+        texts=texts,
+        text_vectors=vectors,
+        model_name=encoder.name,
+        model_fingerprint=encoder.fingerprint(),
+        max_tokens=encoder.max_tokens,
+        settings=settings or ScoringSettings(),
+        keywords=tag_keywords(tags, glosses),
+    )

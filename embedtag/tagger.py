@@ -1,0 +1,181 @@
+"""The tagger: description + README in, at most three tags out. Model and index load once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedtag.encoder import Encoder, load_encoder
+from embedtag.index import TagIndex, load_index
+from embedtag.scoring import (
+    aggregate_votes,
+    example_votes,
+    keyword_hits,
+    keyword_pattern,
+    select_tags,
+    tag_similarities,
+)
+from embedtag.tags import Tag
+from embedtag.text import Chunk, clean_text, document_chunks
+
+# FAISS returns this many nearest tag texts per chunk; the rest count as "far".
+SEARCH_K = 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    """One project to tag."""
+
+    id: str
+    readme: str = ""
+    description: str = ""
+
+
+@dataclass
+class TagResult:
+    """Tags for one document, best first, with the evidence behind them."""
+
+    id: str
+    tags: list[Tag]
+    scores: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, list[str]] = field(default_factory=dict)
+    reason: str | None = None
+
+    def to_json(self, tag_format: str = "names", explain: bool = False) -> dict[str, Any]:
+        if tag_format == "ids":
+            tags: list[Any] = [t.id for t in self.tags]
+        elif tag_format == "objects":
+            tags = [t.to_json() for t in self.tags]
+        else:
+            tags = [t.name for t in self.tags]
+        out: dict[str, Any] = {"id": self.id, "tags": tags}
+        if self.reason and not self.tags:
+            out["reason"] = self.reason
+        if explain:
+            out["explain"] = {
+                t.name: {"score": round(self.scores.get(t.name, 0.0), 4), "evidence": self.evidence.get(t.name, [])}
+                for t in self.tags
+            }
+            out["top_scores"] = {k: round(v, 4) for k, v in self.scores.items()}
+        return out
+
+
+class Tagger:
+    """Holds one encoder and one index; `tag()` and `tag_many()` reuse both."""
+
+    def __init__(self, index: TagIndex, encoder: Encoder) -> None:
+        index.check_encoder(encoder)
+        self.index = index
+        self.encoder = encoder
+        self.settings = index.settings
+        self._text_rows = index.tag_rows()
+        self._patterns = [keyword_pattern(index.keywords.get(tag.id, [])) for tag in index.tags]
+        position = {tag.id: i for i, tag in enumerate(index.tags)}
+        self._example_labels = [
+            (tuple(position[t] for t in e.core if t in position), tuple(position[t] for t in e.also if t in position))
+            for e in index.examples
+        ]
+        self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
+
+    @classmethod
+    def load(cls, index_path: str | Path | None = None, model: str | Path | None = None) -> Tagger:
+        index = load_index(index_path)
+        encoder = load_encoder(model, max_tokens=index.settings.max_tokens)
+        return cls(index, encoder)
+
+    # ---- the pipeline -------------------------------------------------------------------------
+
+    def chunks(self, doc: Document) -> list[Chunk]:
+        s = self.settings
+        return document_chunks(
+            doc.description,
+            doc.readme,
+            max_tokens=min(s.max_tokens, self.encoder.max_tokens),
+            max_chunks=s.max_chunks,
+            count_tokens=self.encoder.count_tokens,
+            description_weight=s.description_weight,
+            intro_weight=s.intro_weight,
+            decay=s.decay,
+        )
+
+    def _search(self, vectors: np.ndarray) -> np.ndarray:
+        """(chunks x texts) similarity matrix from a FAISS inner-product search."""
+        n_texts = len(self.index.texts)
+        k = min(SEARCH_K, n_texts)
+        sims = np.full((len(vectors), n_texts), np.nan, dtype=np.float32)
+        if len(vectors) == 0:
+            return sims
+        distances, ids = self.index.faiss_texts().search(np.ascontiguousarray(vectors), k)
+        rows = np.repeat(np.arange(len(vectors)), k)
+        valid = ids.reshape(-1) >= 0
+        sims[rows[valid], ids.reshape(-1)[valid]] = distances.reshape(-1)[valid]
+        return sims
+
+    def score(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-tag scores for one document, and the (chunks x tags) similarities behind them."""
+        s = self.settings
+        n_tags = len(self.index.tags)
+        tag_sims = tag_similarities(self._search(vectors), self._text_rows, n_tags, s.text_top_k)
+        weights = np.array([c.weight for c in chunks], dtype=np.float32)
+        scores = aggregate_votes(tag_sims, weights, s.mean_weight)
+        if s.keyword_weight:
+            opening = f"{doc.description}\n{clean_text(doc.readme[:200_000])[: s.keyword_chars]}"
+            scores = scores + s.keyword_weight * keyword_hits(opening, self._patterns)
+        if s.example_weight and self.index.examples and len(vectors):
+            doc_vector = (weights[:, None] * vectors).sum(axis=0)
+            doc_vector /= max(float(np.linalg.norm(doc_vector)), 1e-9)
+            k = min(s.example_k, len(self.index.examples))
+            sims, ids = self.index.faiss_examples().search(doc_vector[None, :].astype(np.float32), k)
+            labels = [self._example_labels[i] for i in ids[0] if i >= 0]
+            scores = scores + s.example_weight * example_votes(sims[0][: len(labels)], labels, n_tags)
+        return scores, tag_sims
+
+    def _result(
+        self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, explain: bool
+    ) -> TagResult:
+        if not chunks:
+            return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
+        scores, tag_sims = self.score(doc, chunks, vectors)
+        chosen = select_tags(scores, self.settings, self._bias)
+        tags = [self.index.tags[i] for i in chosen]
+        result = TagResult(doc.id, tags)
+        if not tags:
+            result.reason = "no tag scored above the threshold"
+        if explain:
+            adjusted = scores - self._bias
+            for i in np.argsort(-adjusted)[:8]:
+                result.scores[self.index.tags[i].name] = float(adjusted[i])
+            for i in chosen:
+                best = np.argsort(-tag_sims[:, i])[:2]
+                result.evidence[self.index.tags[i].name] = [chunks[j].text[:200] for j in best]
+        return result
+
+    def tag(self, readme: str, description: str = "", id: str = "", explain: bool = False) -> TagResult:
+        return next(self.tag_many([Document(id, readme, description)], explain=explain))
+
+    def tag_many(
+        self, docs: Iterable[Document], batch_size: int = 64, explain: bool = False
+    ) -> Iterator[TagResult]:
+        """Tag documents in order; chunks of `batch_size` documents share one encode call."""
+        batch: list[Document] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                yield from self._tag_batch(batch, explain)
+                batch = []
+        if batch:
+            yield from self._tag_batch(batch, explain)
+
+    def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
+        per_doc = [self.chunks(doc) for doc in docs]
+        flat = [c.text for chunks in per_doc for c in chunks]
+        vectors = self.encoder.encode(flat)
+        results, start = [], 0
+        for doc, chunks in zip(docs, per_doc, strict=True):
+            results.append(self._result(doc, chunks, vectors[start : start + len(chunks)], explain))
+            start += len(chunks)
+        return results

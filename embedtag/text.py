@@ -1,0 +1,253 @@
+"""README cleaning and chunking: keep the prose that says what a project is, drop the rest."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+# Sections whose body is boilerplate in nearly every README; they say nothing about the project.
+BOILERPLATE_HEADINGS = re.compile(
+    r"^(licen[cs]e|contribut\w*|contributors?|code of conduct|acknowledg\w*|thanks|credits|"
+    r"sponsors?|backers?|supporters?|donat\w*|funding|star history|stargazers|changelog|"
+    r"release notes|authors?|maintainers?|citation|cite|citing|security policy|support|"
+    r"community|contact|faq|table of contents|contents|toc|star|stars|license & copyright)\b",
+    re.IGNORECASE,
+)
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_HTML_BLOCK_DROP = re.compile(r"<(script|style|svg|pre|code)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,2000}>")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINKED_IMAGE = re.compile(r"\[\s*!\[[^\]]*\]\([^)]*\)\s*\]\([^)]*\)")
+_REF_IMAGE = re.compile(r"!\[[^\]]*\]\[[^\]]*\]")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
+_LINK_DEF = re.compile(r"^\s*\[[^\]]+\]:\s*\S+.*$", re.MULTILINE)
+_URL = re.compile(r"(https?|ftp)://\S+|www\.\S+")
+_INLINE_CODE = re.compile(r"`([^`\n]*)`")
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s*(.*?)\s*#*\s*$")
+_SETEXT = re.compile(r"^\s*(=+|-+)\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_LIST_OF_ANCHORS = re.compile(r"^\s*([-*+]|\d+\.)\s*\[[^\]]*\]\(#[^)]*\)\s*$")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1")
+_RST_DIRECTIVE = re.compile(r"^\s*\.\. [a-z-]+::.*$|^\s*:[a-z-]+:.*$", re.MULTILINE)
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+_WORD = re.compile(r"\w", re.UNICODE)
+MIN_PROSE_WORDS = 5
+
+
+@dataclass(frozen=True)
+class Section:
+    """A stretch of cleaned README text under one heading (`""` before the first heading)."""
+
+    heading: str
+    text: str
+
+
+def _strip_inline(line: str) -> str:
+    line = _LINKED_IMAGE.sub(" ", line)
+    line = _IMAGE.sub(" ", line)
+    line = _REF_IMAGE.sub(" ", line)
+    line = _LINK.sub(r"\1", line)
+    line = _REF_LINK.sub(r"\1", line)
+    line = _URL.sub(" ", line)
+    line = _INLINE_CODE.sub(r"\1", line)
+    line = _EMPHASIS.sub(r"\2", line)
+    line = _HTML_TAG.sub(" ", line)
+    line = html.unescape(line)
+    line = _CONTROL.sub(" ", line)
+    return _SPACES.sub(" ", line).strip()
+
+
+def clean_sections(readme: str) -> list[Section]:
+    """Clean a Markdown/HTML/rst README into sections of plain prose.
+
+    Drops code blocks, HTML markup, images and badges, link targets, bare URLs, tables of
+    contents, link definitions and boilerplate sections (licence, contributing, sponsors...).
+    """
+    text = readme.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub(" ", text)
+    text = _HTML_COMMENT.sub("\n", text)
+    text = _FENCE.sub("\n", text)
+    text = _HTML_BLOCK_DROP.sub("\n", text)
+    text = re.sub(r"<br\s*/?>|</p>|</div>|</h\d>|</li>", "\n", text, flags=re.IGNORECASE)
+    text = _LINK_DEF.sub("", text)
+    text = _RST_DIRECTIVE.sub("", text)
+    # html headings become markdown headings so boilerplate detection sees them
+    text = re.sub(
+        r"<h([1-6])[^>]*>(.*?)</h\1\s*>",
+        lambda m: "\n" + "#" * int(m.group(1)) + " " + m.group(2) + "\n",
+        text,
+        flags=re.IGNORECASE | re.DOTALL,
+    )
+    text = _HTML_TAG.sub(" ", text)
+
+    sections: list[Section] = []
+    heading, body, skipping = "", [], False
+    lines = text.split("\n")
+    for i, raw in enumerate(lines):
+        match = _HEADING.match(raw)
+        next_line = lines[i + 1] if i + 1 < len(lines) else ""
+        setext = bool(raw.strip()) and bool(_SETEXT.match(next_line)) and not raw.lstrip().startswith(("|", "-", "*"))
+        if match or setext:
+            if body and not skipping:
+                sections.append(Section(heading, "\n".join(body)))
+            heading = _strip_inline(match.group(2) if match else raw)
+            body = []
+            skipping = bool(BOILERPLATE_HEADINGS.match(re.sub(r"^\W+", "", heading)))
+            continue
+        if skipping or _SETEXT.match(raw) or _TABLE_RULE.match(raw) or _LIST_OF_ANCHORS.match(raw):
+            continue
+        if raw.startswith(("    ", "\t")) and not raw.lstrip().startswith(("-", "*", "+")):
+            continue  # indented code block
+        line = _strip_inline(raw.replace("|", " "))
+        line = re.sub(r"^([-*+>]|\d+[.)])\s+", "", line)
+        if _WORD.search(line):
+            body.append(line)
+    if body and not skipping:
+        sections.append(Section(heading, "\n".join(body)))
+    return sections
+
+
+def clean_text(readme: str) -> str:
+    """The cleaned README as one string (headings kept as lines)."""
+    parts = []
+    for section in clean_sections(readme):
+        if section.heading:
+            parts.append(section.heading)
+        parts.append(section.text)
+    return "\n".join(p for p in parts if p)
+
+
+def approx_token_count(text: str) -> int:
+    """A conservative estimate of WordPiece tokens, used when no tokenizer is at hand."""
+    count = 0
+    for word in text.split():
+        # long or non-ASCII words split into several word pieces; punctuation is its own token
+        count += 1 + len(word) // 6 + sum(1 for ch in word if not ch.isalnum() or ord(ch) > 127)
+    return count
+
+
+def _split_long(piece: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    """Split a piece that alone exceeds the window: by words, then by characters."""
+    out: list[str] = []
+    current: list[str] = []
+    for word in piece.split():
+        while count(word) > max_tokens:  # one enormous "word" (minified code, base64...)
+            cut = max(1, len(word) // 2)
+            while cut > 1 and count(word[:cut]) > max_tokens:
+                cut //= 2
+            head, word = word[:cut], word[cut:]
+            if current:
+                out.append(" ".join(current))
+                current = []
+            out.append(head)
+        candidate = " ".join([*current, word])
+        if current and count(candidate) > max_tokens:
+            out.append(" ".join(current))
+            current = [word]
+        else:
+            current.append(word)
+    if current:
+        out.append(" ".join(current))
+    return out
+
+
+def chunk_text(
+    text: str,
+    max_tokens: int = 128,
+    count_tokens: Callable[[str], int] = approx_token_count,
+) -> list[str]:
+    """Pack sentences greedily into chunks of at most `max_tokens` tokens.
+
+    Never returns an empty chunk; returns at least one chunk whenever `text` has a word.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        sentence = sentence.strip()
+        if not sentence or not _WORD.search(sentence):
+            continue
+        if count_tokens(sentence) > max_tokens:
+            pieces.extend(_split_long(sentence, max_tokens, count_tokens))
+        else:
+            pieces.append(sentence)
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        candidate = f"{current} {piece}" if current else piece
+        if current and count_tokens(candidate) > max_tokens:
+            chunks.append(current)
+            current = piece
+        else:
+            current = candidate
+    if current:
+        chunks.append(current)
+    return [c for c in chunks if _WORD.search(c)]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of text to embed, with the weight its vote carries."""
+
+    text: str
+    weight: float
+    source: str  # "description", "intro" or the section heading
+
+
+def document_chunks(
+    description: str,
+    readme: str,
+    max_tokens: int = 128,
+    max_chunks: int = 16,
+    count_tokens: Callable[[str], int] = approx_token_count,
+    description_weight: float = 3.0,
+    intro_weight: float = 2.0,
+    decay: float = 0.85,
+) -> list[Chunk]:
+    """The chunks embedtag embeds for one project, best signal first.
+
+    The description and the README's opening carry the most weight (they say what a project
+    *is*); later chunks decay geometrically, and only `max_chunks` are kept, which bounds the
+    work for a 20 MB README.
+    """
+    chunks: list[Chunk] = []
+    description = _strip_inline(description or "")
+    if _WORD.search(description):
+        for piece in chunk_text(description, max_tokens, count_tokens)[:2]:
+            chunks.append(Chunk(piece, description_weight, "description"))
+    # Bound the text before cleaning: a 20 MB README must not cost 20 MB of regex work.
+    sections = clean_sections((readme or "")[:200_000])
+    budget = max_chunks
+    position = 0
+    for section in sections:
+        if budget <= 0:
+            break
+        body = section.text
+        if section.heading and position > 0:
+            body = f"{section.heading}: {body}"
+        for piece in chunk_text(body, max_tokens, count_tokens):
+            if budget <= 0:
+                break
+            if len(piece.split()) < MIN_PROSE_WORDS:
+                continue  # a title, a badge caption, a language switcher: no sentence to judge
+            weight = intro_weight if position == 0 else decay ** (position - 1)
+            chunks.append(Chunk(piece, weight, section.heading or "intro"))
+            position += 1
+            budget -= 1
+    if not chunks and sections:  # only short lines: use whatever words there are
+        words = " ".join(f"{s.heading} {s.text}" for s in sections)
+        for piece in chunk_text(words, max_tokens, count_tokens)[:1]:
+            chunks.append(Chunk(piece, 1.0, "headings"))
+    return chunks
+
+
+def iter_words(texts: Iterable[str]) -> Iterable[str]:
+    for text in texts:
+        yield from re.findall(r"[a-z0-9][a-z0-9.+#-]*", text.lower())
