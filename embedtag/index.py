@@ -28,11 +28,16 @@ REBUILD_HINT = "rebuild it with `embedtag build-index --out DIR` (see README)"
 
 
 def default_index_path() -> Path:
-    """The index shipped with the package, built for the default tag list."""
+    """The default index: $EMBEDTAG_INDEX, else `index/` of the checkout the package runs from
+    (the shipped index, built for the default tag list), else `embedtag/data/index`."""
     env = os.environ.get("EMBEDTAG_INDEX")
     if env:
         return Path(env)
-    return Path(str(resources.files("embedtag") / "data" / "index"))
+    package = Path(str(resources.files("embedtag")))
+    checkout = package.parent / "index"
+    if (checkout / MANIFEST).is_file():
+        return checkout
+    return package / "data" / "index"
 
 
 def texts_fingerprint(texts: list[TagText]) -> str:

@@ -1,0 +1,3 @@
+from embedtag.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""Building an index from a tag list, glosses and optional labelled examples."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from embedtag.encoder import load_encoder
+from embedtag.glosses import load_glosses
+from embedtag.index import Example, TagIndex, build_index
+from embedtag.records import LabelledRecord, read_labelled
+from embedtag.tagger import Tagger
+from embedtag.tags import load_tags
+
+# Weight of labelled neighbours' votes once an index has examples (chosen by 5-fold
+# cross-validation on the dev set: see benchmarks/quality.md).
+EXAMPLE_WEIGHT = 0.25
+
+
+def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> np.ndarray:
+    """One vector per document: the chunk vectors averaged with the chunks' vote weights."""
+    out = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
+    per_doc = [tagger.chunks(r.document) for r in records]
+    vectors = tagger.encoder.encode([c.text for chunks in per_doc for c in chunks])
+    start = 0
+    for row, chunks in enumerate(per_doc):
+        if chunks:
+            weights = np.array([c.weight for c in chunks], dtype=np.float32)
+            v = (weights[:, None] * vectors[start : start + len(chunks)]).sum(axis=0)
+            out[row] = v / max(float(np.linalg.norm(v)), 1e-9)
+        start += len(chunks)
+    return out
+
+
+def with_examples(index: TagIndex, tagger: Tagger, records: list[LabelledRecord]) -> TagIndex:
+    """The index plus one prototype vector per labelled README (kNN label transfer)."""
+    by_key = {tag.key: tag.id for tag in index.tags}
+    examples = [
+        Example(
+            r.document.id,
+            tuple(by_key[t] for t in r.core if t in by_key),
+            tuple(by_key[t] for t in r.also if t in by_key),
+        )
+        for r in records
+    ]
+    settings = index.settings
+    if not settings.example_weight:
+        settings = replace(settings, example_weight=EXAMPLE_WEIGHT)
+    return replace(
+        index, examples=examples, example_vectors=document_vectors(tagger, records), settings=settings,
+        _faiss_examples=None,
+    )
+
+
+def build(
+    tags_path: str | Path | None,
+    glosses_path: str | Path | None,
+    model: str | Path | None,
+    out: str | Path,
+    examples_path: str | Path | None = None,
+) -> TagIndex:
+    """`embedtag build-index`: embed tag texts (and examples) and write the index atomically."""
+    tags = load_tags(tags_path)
+    glosses = load_glosses(glosses_path)
+    encoder = load_encoder(model)
+    index = build_index(tags, glosses, encoder)
+    if examples_path is not None:
+        records = read_labelled(examples_path, {t.key for t in tags})
+        index = with_examples(index, Tagger(index, encoder), records)
+    index.save(out)
+    return index

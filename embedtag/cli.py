@@ -1,0 +1,197 @@
+"""Command line: parse arguments, call the library, print. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from embedtag.errors import EmbedtagError, TagListError
+
+if TYPE_CHECKING:
+    from embedtag.tagger import Tagger
+
+TAG_FORMATS = click.Choice(["names", "ids", "objects"])
+
+
+class UserError(click.ClickException):
+    """One line on stderr, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _fail(exc: EmbedtagError) -> UserError:
+    # a bad tag list is a usage error of the command (exit 2), like a bad option
+    return UserError(str(exc), 2 if isinstance(exc, TagListError) else 1)
+
+
+def _load_tagger(index: str | None, model: str | None) -> Tagger:
+    from embedtag.tagger import Tagger
+
+    try:
+        return Tagger.load(index, model)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
+
+
+index_option = click.option(
+    "--index", "index", type=click.Path(), envvar="EMBEDTAG_INDEX", help="Index directory [default: shipped index]."
+)
+model_option = click.option(
+    "--model", type=click.Path(), envvar="EMBEDTAG_MODEL",
+    help="Local sentence-transformers folder [default: bundled all-MiniLM-L6-v2].",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="embedtag")
+def cli() -> None:
+    """Tag software projects from their README, offline, with at most three tags from your list."""
+
+
+@cli.command()
+@click.argument("readme", required=False, type=click.Path(allow_dash=True))
+@click.option("--id", "doc_id", default="", help="Record id echoed in the output.")
+@click.option("--description", default="", help="The project's one-line description.")
+@index_option
+@model_option
+@click.option("--explain", is_flag=True, help="Add scores and the README snippets behind each tag.")
+@click.option("--tag-format", type=TAG_FORMATS, default="names", show_default=True)
+def tag(
+    readme: str | None, doc_id: str, description: str, index: str | None, model: str | None,
+    explain: bool, tag_format: str,
+) -> None:
+    """Tag one README (a file, or - for stdin) and print the expected JSON."""
+    from embedtag.records import decode_readme, read_readme
+
+    try:
+        if readme == "-":
+            text = decode_readme(sys.stdin.buffer.read(), "README on stdin")
+        elif readme:
+            text = read_readme(readme)
+        elif description:
+            text = ""
+        else:
+            raise UserError("give a README file (or - for stdin), or at least --description", 2)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    tagger = _load_tagger(index, model)
+    result = tagger.tag(text, description=description, id=doc_id, explain=explain)
+    click.echo(_dumps(result.to_json(tag_format, explain)))
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(allow_dash=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output JSONL [default: stdout].")
+@index_option
+@model_option
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="READMEs per encode call.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: keep OUTPUT's finished lines.")
+@click.option("--tag-format", type=TAG_FORMATS, default="names", show_default=True)
+def batch(
+    input_path: str, output: str | None, index: str | None, model: str | None,
+    batch_size: int, resume: bool, tag_format: str,
+) -> None:
+    """Tag every line {"id", "description", "readme" | "readme_path"} of a JSONL file.
+
+    Writes exactly one output line per input record, in order; a record that cannot be tagged
+    gets an "error" field and the run goes on (exit code 1 at the end).
+    """
+    from embedtag.batch import run_batch
+
+    if resume and not output:
+        raise UserError("--resume needs -o OUTPUT (the file to continue)", 2)
+    if input_path != "-" and not Path(input_path).is_file():
+        raise UserError(f"input {input_path} does not exist; pass a JSONL file", 2)
+    tagger = _load_tagger(index, model)
+    try:
+        summary = run_batch(
+            tagger, input_path, output, batch_size=batch_size, resume=resume,
+            tag_format=tag_format, progress=sys.stderr.isatty(),
+        )
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    click.echo(summary.line(), err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.command("build-index")
+@click.option("--tags", "tags_path", type=click.Path(allow_dash=True), help="Tag list JSON [default: shipped list].")
+@click.option("--glosses", "glosses_path", type=click.Path(), help="Gloss file [default: shipped glosses].")
+@model_option
+@click.option("--examples", "examples_path", type=click.Path(), help="Labelled JSONL (id, readme, core, also) to learn from.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to write.")
+def build_index_cmd(
+    tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None, out: str
+) -> None:
+    """Embed tag names and glosses once into a FAISS index."""
+    from embedtag.build import build
+
+    try:
+        index = build(tags_path, glosses_path, model, out, examples_path)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"wrote {out}: {len(index.tags)} tags, {len(index.texts)} tag texts, "
+        f"{len(index.examples)} examples, model {index.model_name}",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option("--tags", "tags_path", type=click.Path(allow_dash=True), help="Tag list JSON [default: shipped list].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Gloss file to write [default: stdout].")
+def glosses(tags_path: str | None, output: str | None) -> None:
+    """Write a gloss file for a tag list: curated where known, generated (to review) elsewhere."""
+    from embedtag.glosses import glosses_document, load_glosses
+    from embedtag.tags import load_tags
+
+    try:
+        tags = load_tags(tags_path)
+        document = glosses_document(tags, load_glosses())
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    generated = sum(1 for v in document.values() if v.get("generated"))
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}: {len(document)} tags, {generated} with generated glosses to review", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@index_option
+def info(index: str | None) -> None:
+    """Show the index: model, tags, thresholds."""
+    from embedtag.index import default_index_path, load_index
+
+    try:
+        idx = load_index(index)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    s = idx.settings
+    lines = [
+        f"index       {Path(index) if index else default_index_path()}",
+        f"model       {idx.model_name} ({idx.model_fingerprint}), {idx.dimension} dims, {idx.max_tokens} tokens/chunk",
+        f"tags        {len(idx.tags)}",
+        f"tag texts   {len(idx.texts)}",
+        f"examples    {len(idx.examples)}",
+        f"thresholds  score >= {s.threshold}, within {s.margin} of the best, at most {s.max_tags} tags",
+        f"calibrated  {len(s.tag_bias)} per-tag biases",
+    ]
+    click.echo("\n".join(lines))
+
+
+def main() -> None:
+    cli()
