@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedtag.calibrate import EXAMPLE_WEIGHT
 from embedtag.encoder import load_encoder
 from embedtag.glosses import load_glosses
 from embedtag.index import Example, TagIndex, build_index
@@ -14,9 +15,6 @@ from embedtag.records import LabelledRecord, read_labelled
 from embedtag.tagger import Tagger
 from embedtag.tags import load_tags
 
-# Weight of labelled neighbours' votes once an index has examples (chosen by 5-fold
-# cross-validation on the dev set: see benchmarks/quality.md).
-EXAMPLE_WEIGHT = 0.25
 
 
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> np.ndarray:

@@ -193,5 +193,155 @@ def info(index: str | None) -> None:
     click.echo("\n".join(lines))
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@index_option
+@model_option
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Server processes, each with its own model and micro-batcher.")
+@click.option("--max-body-bytes", default=2_000_000, show_default=True, type=click.IntRange(1),
+              help="Larger request bodies get 413.")
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1),
+              help="Most documents tagged in one encode call.")
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="How long a request waits for others to share its encode call.")
+@click.option("--allow-origin", "allow_origins", multiple=True,
+              help="Browser origin allowed to call the API (CORS), e.g. http://localhost:3000; repeatable.")
+def serve(
+    host: str, port: int, index: str | None, model: str | None, workers: int, max_body_bytes: int,
+    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...],
+) -> None:
+    """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs."""
+    import os
+
+    try:
+        import uvicorn
+
+        from embedtag import serve as service
+    except ImportError as exc:
+        hint = "pip install 'embedtag[serve]'"
+        raise UserError(f"`embedtag serve` needs FastAPI and uvicorn ({exc}); {hint}") from None
+    tagger = _load_tagger(index, model)  # once, before listening: a bad index or model fails here
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        click.echo(f"warning: listening on {host}: whoever reaches it can call the API (no auth)", err=True)
+    if workers == 1:
+        app = service.create_app(
+            tagger, max_body_bytes=max_body_bytes, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+            allow_origins=list(allow_origins) or None,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    del tagger  # checked; each worker process loads its own
+    os.environ.update({
+        service.ENV_INDEX: index or "",
+        service.ENV_MODEL: model or "",
+        service.ENV_MAX_BODY: str(max_body_bytes),
+        service.ENV_MAX_BATCH: str(max_batch),
+        service.ENV_BATCH_WAIT: str(batch_wait_ms),
+        service.ENV_THREADS: str(max(1, (os.cpu_count() or 1) // workers)),
+        service.ENV_ORIGINS: ",".join(allow_origins),
+    })
+    uvicorn.run(
+        "embedtag.serve:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+        log_level="info",
+    )
+
+
+def _read_gold(path: str, tagger: Tagger) -> Any:
+    from embedtag.records import read_labelled
+
+    try:
+        return read_labelled(path, {t.key for t in tagger.index.tags})
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+
+
+@cli.command("eval")
+@click.argument("gold_path", metavar="GOLD.jsonl", type=click.Path(exists=True, dir_okay=False))
+@index_option
+@model_option
+@click.option("--folds", type=click.IntRange(0), default=0,
+              help="Cross-validate: fit examples and calibration on K-1 folds, score the held-out one.")
+@click.option("--zero-shot", is_flag=True, help="With --folds: ignore labels (no examples, no calibration).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a precision-recall plot (PNG).")
+def eval_cmd(
+    gold_path: str, index: str | None, model: str | None, folds: int, zero_shot: bool,
+    as_json: bool, plot: str | None,
+) -> None:
+    """Precision, recall, F1, hit@1 and a per-tag table against gold tags."""
+    import numpy as np
+
+    from embedtag.calibrate import cross_validate, score_labelled
+    from embedtag.evaluate import GoldItem, evaluate, format_report, plot_precision_recall, precision_recall_curve
+
+    tagger = _load_tagger(index, model)
+    records = _read_gold(gold_path, tagger)
+    gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
+    names = [t.key for t in tagger.index.tags]
+    if folds:
+        scored = score_labelled(tagger, records)
+        try:
+            positions, final = cross_validate(
+                scored, tagger.settings, folds, use_examples=not zero_shot, calibrate_biases=not zero_shot
+            )
+        except ValueError as exc:
+            raise UserError(str(exc), 2) from None
+        predictions = [[names[t] for t in p] for p in positions]
+    else:
+        results = list(tagger.tag_many(r.document for r in records))
+        predictions = [[t.key for t in res.tags] for res in results]
+        final = None
+    report = evaluate(predictions, gold)
+    if plot:
+        if final is None:
+            scored = score_labelled(tagger, records)
+            bias = np.array([tagger.settings.tag_bias.get(t.id, 0.0) for t in tagger.index.tags])
+            final = scored.zero_shot - bias[None, :]
+            if tagger.index.examples:
+                click.echo("note: the plot's curve uses zero-shot scores (examples not included)", err=True)
+        curve = precision_recall_curve(final, gold, names)
+        try:
+            plot_precision_recall(curve, (report.strict_recall, report.strict_precision), plot,
+                                  f"embedtag on {Path(gold_path).name}")
+        except EmbedtagError as exc:
+            raise _fail(exc) from None
+    click.echo(_dumps(report.to_json()) if as_json else format_report(report))
+
+
+@cli.command()
+@click.argument("gold_path", metavar="GOLD.jsonl", type=click.Path(exists=True, dir_okay=False))
+@index_option
+@model_option
+@click.option("--examples/--no-examples", default=True, show_default=True,
+              help="Also keep the labelled READMEs as prototypes (kNN votes).")
+@click.option("--out", type=click.Path(file_okay=False), help="Where to write the calibrated index [default: in place].")
+def calibrate(gold_path: str, index: str | None, model: str | None, examples: bool, out: str | None) -> None:
+    """Fit per-tag biases and thresholds on labelled READMEs and store them in the index."""
+    from dataclasses import replace
+
+    from embedtag import calibrate as cal_mod
+    from embedtag.build import with_examples
+    from embedtag.index import default_index_path
+
+    tagger = _load_tagger(index, model)
+    records = _read_gold(gold_path, tagger)
+    scored = cal_mod.score_labelled(tagger, records)
+    base = tagger.without_examples()
+    cal = cal_mod.calibrate(scored, base.settings, use_examples=examples)
+    settings = cal_mod.calibrated_settings(base.settings, cal, [t.id for t in tagger.index.tags])
+    new_index = replace(base.index, settings=settings)
+    if examples:
+        new_index = with_examples(new_index, base, records)
+    target = out or index or str(default_index_path())
+    new_index.save(target)
+    click.echo(
+        f"wrote {target}: threshold {cal.threshold}, margin {cal.margin}, {len(settings.tag_bias)} tag biases, "
+        f"{len(new_index.examples)} examples (weight {cal.example_weight})",
+        err=True,
+    )
+
+
 def main() -> None:
     cli()

@@ -138,3 +138,49 @@ def format_report(report: Report, per_tag_rows: int = 90) -> str:
         lines += ["", "most frequent confusions (predicted X where gold had Y):"]
         lines += [f"  {p} <- {g}: {n}" for p, g, n in report.confusions]
     return "\n".join(lines)
+
+
+def precision_recall_curve(
+    scores: Any, gold: Sequence[GoldItem], tag_names: Sequence[str], max_tags: int = 3
+) -> list[tuple[float, float, float]]:
+    """(threshold, strict precision, strict recall) when a tag is kept iff its final score
+    clears the threshold (top `max_tags` per item)."""
+    import numpy as np
+
+    order = np.argsort(-scores, axis=1)[:, :max_tags]
+    top = np.take_along_axis(scores, order, axis=1)
+    lo, hi = float(np.percentile(top, 1)), float(top.max())
+    curve = []
+    for threshold in np.linspace(lo, hi, 60):
+        preds = [[tag_names[t] for t, s in zip(o, v, strict=True) if s >= threshold] for o, v in zip(order, top, strict=True)]
+        r = evaluate(preds, gold)
+        curve.append((float(threshold), r.strict_precision, r.strict_recall))
+    return curve
+
+
+def plot_precision_recall(
+    curve: list[tuple[float, float, float]], operating: tuple[float, float], path: str, title: str
+) -> None:
+    """Draw precision-recall over the threshold, marking the operating point (recall, precision)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        from embedtag.errors import EmbedtagError
+
+        raise EmbedtagError("--plot needs matplotlib: pip install 'embedtag[plot]'") from exc
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.plot([r for _, _, r in curve], [p for _, p, _ in curve], label="threshold sweep")
+    ax.scatter([operating[0]], [operating[1]], color="red", zorder=3, label="operating point")
+    ax.set_xlabel("strict recall")
+    ax.set_ylabel("strict precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

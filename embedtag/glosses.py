@@ -57,6 +57,9 @@ class TagGlosses:
     expansion: str
     glosses: tuple[str, ...]
     aliases: tuple[str, ...] = field(default=())
+    # regular expressions over the raw README (code included) that hint at the tag, e.g.
+    # `pip install x` for a library; case-insensitive, multiline
+    cues: tuple[str, ...] = field(default=())
     generated: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +68,8 @@ class TagGlosses:
             "aliases": list(self.aliases),
             "glosses": list(self.glosses),
         }
+        if self.cues:
+            data["cues"] = list(self.cues)
         if self.generated:
             data["generated"] = True
         return data
@@ -106,13 +111,22 @@ def _parse_entry(key: str, value: Any, source: str) -> TagGlosses:
     aliases = value.get("aliases", [])
     if isinstance(aliases, str):
         aliases = [aliases]
-    if not all(isinstance(g, str) for g in [*glosses, *aliases]):
-        raise GlossError(f"{source}: glosses and aliases of {key!r} must be strings")
+    cues = value.get("cues", [])
+    if isinstance(cues, str):
+        cues = [cues]
+    if not all(isinstance(g, str) for g in [*glosses, *aliases, *cues]):
+        raise GlossError(f"{source}: glosses, aliases and cues of {key!r} must be strings")
+    for cue in cues:
+        try:
+            re.compile(cue)
+        except re.error as exc:
+            raise GlossError(f"{source}: cue {cue!r} of {key!r} is not a valid regular expression ({exc})") from None
     expansion = value.get("expansion") or expand_name(key)
     return TagGlosses(
         expansion=str(expansion),
         glosses=tuple(g.strip() for g in glosses if g.strip()),
         aliases=tuple(a.strip() for a in aliases if a.strip()),
+        cues=tuple(c for c in cues if c),
         generated=bool(value.get("generated", False)),
     )
 
@@ -154,6 +168,7 @@ def resolve_glosses(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[str
                 expansion=base.expansion,
                 glosses=tag.glosses or base.glosses,
                 aliases=tuple(dict.fromkeys([*tag.aliases, *base.aliases])),
+                cues=base.cues,
                 generated=not tag.glosses and base.generated,
             )
         else:
@@ -200,3 +215,9 @@ def tag_keywords(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[int, l
         terms = [tag.key, g.expansion, *g.aliases]
         out[tag.id] = list(dict.fromkeys(t for t in terms if len(t.strip()) >= 2))
     return out
+
+
+def tag_cues(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[int, list[str]]:
+    """The README cue patterns of each tag that has any."""
+    resolved = resolve_glosses(tags, glosses)
+    return {tag.id: list(resolved[tag.key].cues) for tag in tags if resolved[tag.key].cues}

@@ -16,7 +16,7 @@ import numpy as np
 
 from embedtag.encoder import Encoder
 from embedtag.errors import IndexError_
-from embedtag.glosses import TagGlosses, TagText, tag_keywords, tag_texts
+from embedtag.glosses import TagGlosses, TagText, tag_cues, tag_keywords, tag_texts
 from embedtag.scoring import ScoringSettings
 from embedtag.tags import Tag, tags_fingerprint
 
@@ -88,6 +88,7 @@ class TagIndex:
     max_tokens: int
     settings: ScoringSettings = field(default_factory=ScoringSettings)
     keywords: dict[int, list[str]] = field(default_factory=dict)
+    cues: dict[int, list[str]] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     example_vectors: np.ndarray | None = None
     _faiss_texts: Any = field(default=None, repr=False)
@@ -152,6 +153,7 @@ class TagIndex:
             "texts_fingerprint": self.texts_fingerprint,
             "texts": [{"tag_id": t.tag_id, "kind": t.kind, "text": t.text} for t in self.texts],
             "keywords": {str(k): v for k, v in self.keywords.items()},
+            "cues": {str(k): v for k, v in self.cues.items()},
             "settings": self.settings.to_json(),
             "examples": [
                 {"id": e.id, "core": list(e.core), "also": list(e.also)} for e in self.examples
@@ -247,6 +249,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         ]
         settings = ScoringSettings.from_json(manifest.get("settings", {}))
         keywords = {int(k): [str(x) for x in v] for k, v in manifest.get("keywords", {}).items()}
+        cues = {int(k): [str(x) for x in v] for k, v in manifest.get("cues", {}).items()}
         files = manifest.get("files", {})
     except IndexError_:
         raise
@@ -275,6 +278,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         max_tokens=int(model.get("max_tokens", 128)),
         settings=settings,
         keywords=keywords,
+        cues=cues,
         examples=examples,
         example_vectors=example_vectors,
     )
@@ -298,4 +302,5 @@ def build_index(
         max_tokens=encoder.max_tokens,
         settings=settings or ScoringSettings(),
         keywords=tag_keywords(tags, glosses),
+        cues=tag_cues(tags, glosses),
     )

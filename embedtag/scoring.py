@@ -27,6 +27,9 @@ class ScoringSettings:
     # the tag's name or an alias written in the description or README opening
     keyword_weight: float = 0.06
     keyword_chars: int = 600
+    # README cues (install commands, usage lines...): weight of a tag's share of matching cues
+    cue_weight: float = 0.06
+    cue_chars: int = 30_000
     # labelled examples (prototypes): weight of the neighbours' tag votes, and how many
     example_weight: float = 0.0
     example_k: int = 10
@@ -98,6 +101,19 @@ def keyword_pattern(terms: list[str]) -> re.Pattern[str] | None:
 
 def keyword_hits(text: str, patterns: list[re.Pattern[str] | None]) -> np.ndarray:
     return np.array([1.0 if p is not None and p.search(text) else 0.0 for p in patterns], dtype=np.float32)
+
+
+def cue_patterns(cues: list[str]) -> list[re.Pattern[str]]:
+    return [re.compile(c, re.IGNORECASE | re.MULTILINE) for c in cues]
+
+
+def cue_hits(text: str, patterns: list[list[re.Pattern[str]]], saturation: int = 3) -> np.ndarray:
+    """Per tag, how many of its cues match, as a share of `saturation` (capped at 1)."""
+    out = np.zeros(len(patterns), dtype=np.float32)
+    for tag, pats in enumerate(patterns):
+        if pats:
+            out[tag] = min(sum(1 for p in pats if p.search(text)), saturation) / saturation
+    return out
 
 
 def example_votes(

@@ -13,6 +13,8 @@ from embedtag.encoder import Encoder, load_encoder
 from embedtag.index import TagIndex, load_index
 from embedtag.scoring import (
     aggregate_votes,
+    cue_hits,
+    cue_patterns,
     example_votes,
     keyword_hits,
     keyword_pattern,
@@ -74,12 +76,21 @@ class Tagger:
         self.settings = index.settings
         self._text_rows = index.tag_rows()
         self._patterns = [keyword_pattern(index.keywords.get(tag.id, [])) for tag in index.tags]
+        self._cues = [cue_patterns(index.cues.get(tag.id, [])) for tag in index.tags]
         position = {tag.id: i for i, tag in enumerate(index.tags)}
         self._example_labels = [
             (tuple(position[t] for t in e.core if t in position), tuple(position[t] for t in e.also if t in position))
             for e in index.examples
         ]
         self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
+
+    def without_examples(self) -> Tagger:
+        """The same model and tag texts scoring zero-shot (no prototypes, no biases)."""
+        from dataclasses import replace
+
+        settings = replace(self.settings, example_weight=0.0, tag_bias={})
+        return Tagger(replace(self.index, settings=settings, examples=[], example_vectors=None,
+                              _faiss_examples=None), self.encoder)
 
     @classmethod
     def load(cls, index_path: str | Path | None = None, model: str | Path | None = None) -> Tagger:
@@ -125,6 +136,9 @@ class Tagger:
         if s.keyword_weight:
             opening = f"{doc.description}\n{clean_text(doc.readme[:200_000])[: s.keyword_chars]}"
             scores = scores + s.keyword_weight * keyword_hits(opening, self._patterns)
+        if s.cue_weight and any(self._cues):
+            raw = f"{doc.description}\n{doc.readme[: s.cue_chars]}"
+            scores = scores + s.cue_weight * cue_hits(raw, self._cues)
         if s.example_weight and self.index.examples and len(vectors):
             doc_vector = (weights[:, None] * vectors).sum(axis=0)
             doc_vector /= max(float(np.linalg.norm(doc_vector)), 1e-9)
