@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from embedtag.errors import InputError
 from embedtag.records import Record, completed_lines, read_records
 from embedtag.tagger import Tagger
 
@@ -76,7 +77,10 @@ def run_batch(
         if resume:
             skip = completed_lines(target)
             summary.skipped = skip
-        out = target.open("a" if resume else "w", encoding="utf-8")
+        try:
+            out = target.open("a" if resume else "w", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"output {target} cannot be written: {exc.strerror}") from None
     else:
         out = sys.stdout
     seen: Counter[str] = Counter()

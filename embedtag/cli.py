@@ -164,7 +164,10 @@ def glosses(tags_path: str | None, output: str | None) -> None:
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     generated = sum(1 for v in document.values() if v.get("generated"))
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror}") from None
         click.echo(f"wrote {output}: {len(document)} tags, {generated} with generated glosses to review", err=True)
     else:
         click.echo(text, nl=False)

@@ -105,17 +105,19 @@ def _parse_entry(key: str, value: Any, source: str) -> TagGlosses:
         value = {"glosses": value}
     if not isinstance(value, dict):
         raise GlossError(f"{source}: entry {key!r} must be an object with 'glosses'")
-    glosses = value.get("glosses", value.get("gloss", []))
-    if isinstance(glosses, str):
-        glosses = [glosses]
-    aliases = value.get("aliases", [])
-    if isinstance(aliases, str):
-        aliases = [aliases]
-    cues = value.get("cues", [])
-    if isinstance(cues, str):
-        cues = [cues]
-    if not all(isinstance(g, str) for g in [*glosses, *aliases, *cues]):
-        raise GlossError(f"{source}: glosses, aliases and cues of {key!r} must be strings")
+
+    def strings(field_name: str, raw: Any) -> list[str]:
+        if raw is None:
+            return []
+        if isinstance(raw, str):
+            return [raw]
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise GlossError(f"{source}: '{field_name}' of {key!r} must be a string or a list of strings")
+        return raw
+
+    glosses = strings("glosses", value.get("glosses", value.get("gloss")))
+    aliases = strings("aliases", value.get("aliases"))
+    cues = strings("cues", value.get("cues"))
     for cue in cues:
         try:
             re.compile(cue)

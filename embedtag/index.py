@@ -190,26 +190,32 @@ class TagIndex:
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Move a finished temp dir to `out`, replacing what is there."""
+    """Move a finished temp dir to `out`, replacing what is there.
+
+    Two renames: the old index steps aside, the new one steps in. If the second fails, the
+    old one is put back (unless a concurrent build already put a complete index there).
+    """
+    old: Path | None = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         old.rmdir()
         try:
             os.rename(out, old)
-        except FileNotFoundError:  # another build moved it away first
-            old = None  # type: ignore[assignment]
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            # another build put a complete index there in between: keep that one
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except FileNotFoundError:  # a concurrent build moved it away first
+            old = None
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (out / MANIFEST).is_file():  # a concurrent build won: its index is complete
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return
+        if old is not None and not out.exists():
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_vectors(path: Path, expected_sha: str | None, what: str) -> np.ndarray:
@@ -248,19 +254,24 @@ def load_index(path: str | Path | None = None) -> TagIndex:
             for e in manifest.get("examples", [])
         ]
         settings = ScoringSettings.from_json(manifest.get("settings", {}))
+        dimension = int(model["dimension"])
+        model_name, model_fingerprint = str(model["name"]), str(model["fingerprint"])
+        max_tokens = int(model.get("max_tokens", 128))
         keywords = {int(k): [str(x) for x in v] for k, v in manifest.get("keywords", {}).items()}
         cues = {int(k): [str(x) for x in v] for k, v in manifest.get("cues", {}).items()}
         files = manifest.get("files", {})
+        if not isinstance(files, dict):
+            raise TypeError("'files' must be an object")
     except IndexError_:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise IndexError_(f"{manifest_path} is malformed ({exc!r}); {REBUILD_HINT}") from None
     text_vectors = _read_vectors(directory / TEXT_VECTORS, files.get(TEXT_VECTORS), "tag vectors")
-    if text_vectors.shape != (len(texts), int(model["dimension"])):
+    if text_vectors.shape != (len(texts), dimension):
         raise IndexError_(
             f"{directory / TEXT_VECTORS} holds {text_vectors.shape[0]} vectors of dimension "
             f"{text_vectors.shape[1] if text_vectors.ndim == 2 else '?'}, the manifest lists "
-            f"{len(texts)} of {model['dimension']}; {REBUILD_HINT}"
+            f"{len(texts)} of {dimension}; {REBUILD_HINT}"
         )
     example_vectors = None
     if examples:
@@ -273,9 +284,9 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         tags=tags,
         texts=texts,
         text_vectors=text_vectors,
-        model_name=str(model["name"]),
-        model_fingerprint=str(model["fingerprint"]),
-        max_tokens=int(model.get("max_tokens", 128)),
+        model_name=model_name,
+        model_fingerprint=model_fingerprint,
+        max_tokens=max_tokens,
         settings=settings,
         keywords=keywords,
         cues=cues,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,7 +68,7 @@ def parse_tags(text: str, source: str = "tag list") -> list[Tag]:
             missing = "id" if "id" not in entry else "name"
             raise TagListError(f"{where} has no '{missing}'; every tag needs an id and a name")
         tag_id, name = entry["id"], entry["name"]
-        if isinstance(tag_id, str) and tag_id.strip().lstrip("-").isdigit():
+        if isinstance(tag_id, str) and re.fullmatch(r"-?\d+", tag_id.strip(), re.ASCII):
             tag_id = int(tag_id)
         if isinstance(tag_id, bool) or not isinstance(tag_id, int):
             raise TagListError(f"{where}: id must be an integer, got {tag_id!r}")

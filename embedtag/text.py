@@ -75,7 +75,6 @@ def clean_sections(readme: str) -> list[Section]:
     text = _HTML_COMMENT.sub("\n", text)
     text = _FENCE.sub("\n", text)
     text = _HTML_BLOCK_DROP.sub("\n", text)
-    text = re.sub(r"<br\s*/?>|</p>|</div>|</h\d>|</li>", "\n", text, flags=re.IGNORECASE)
     text = _LINK_DEF.sub("", text)
     text = _RST_DIRECTIVE.sub("", text)
     # html headings become markdown headings so boilerplate detection sees them
@@ -85,6 +84,7 @@ def clean_sections(readme: str) -> list[Section]:
         text,
         flags=re.IGNORECASE | re.DOTALL,
     )
+    text = re.sub(r"<br\s*/?>|</p>|</div>|</h\d>|</li>", "\n", text, flags=re.IGNORECASE)
     text = _HTML_TAG.sub(" ", text)
 
     sections: list[Section] = []
@@ -95,7 +95,7 @@ def clean_sections(readme: str) -> list[Section]:
         next_line = lines[i + 1] if i + 1 < len(lines) else ""
         setext = bool(raw.strip()) and bool(_SETEXT.match(next_line)) and not raw.lstrip().startswith(("|", "-", "*"))
         if match or setext:
-            if body and not skipping:
+            if (body or heading) and not skipping:
                 sections.append(Section(heading, "\n".join(body)))
             heading = _strip_inline(match.group(2) if match else raw)
             body = []
@@ -109,9 +109,9 @@ def clean_sections(readme: str) -> list[Section]:
         line = re.sub(r"^([-*+>]|\d+[.)])\s+", "", line)
         if _WORD.search(line):
             body.append(line)
-    if body and not skipping:
+    if (body or heading) and not skipping:
         sections.append(Section(heading, "\n".join(body)))
-    return sections
+    return [s for s in sections if _WORD.search(s.heading) or s.text]
 
 
 def clean_text(readme: str) -> str:
@@ -230,6 +230,8 @@ def document_chunks(
         if budget <= 0:
             break
         body = section.text
+        if not body:
+            continue
         if section.heading and position > 0:
             body = f"{section.heading}: {body}"
         for piece in chunk_text(body, max_tokens, count_tokens):

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Rebuild the shipped default index (index/): tag texts from embedtag/data/{tags,glosses}.json,
+# then calibration and kNN examples from the labelled dev set.
+#   bash scripts/build_default_index.sh [path/to/dev/items.jsonl]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=${1:-../shared/data/dev/items.jsonl}
+EMBEDTAG=${EMBEDTAG:-.venv/bin/embedtag}
+"$EMBEDTAG" build-index --out index
+"$EMBEDTAG" calibrate "$DEV" --index index
+"$EMBEDTAG" info --index index

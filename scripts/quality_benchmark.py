@@ -1,0 +1,226 @@
+"""Side-by-side quality benchmark on a labelled set (default: the dev set).
+
+    python scripts/quality_benchmark.py ../shared/data/dev/items.jsonl --out benchmarks/quality.md
+
+Encodes every README once, then scores all configurations from the same vectors:
+(a) tag-name keyword matching, (b) whole-README embedding vs bare tag names,
+(c) embedtag zero-shot (+ ablations), (d) embedtag with calibration and examples under k-fold CV.
+The index used is built here from the shipped tag list and glosses (no labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from embedtag.calibrate import ScoredSet, cross_validate
+from embedtag.encoder import SentenceTransformerEncoder
+from embedtag.evaluate import GoldItem, Report, evaluate, plot_precision_recall, precision_recall_curve
+from embedtag.glosses import load_glosses
+from embedtag.index import build_index
+from embedtag.records import read_labelled
+from embedtag.tagger import Tagger
+from embedtag.tags import load_tags
+from embedtag.text import clean_text
+
+
+def keyword_baseline(records, tags) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """(a) Tags whose name appears in the description or README, most mentions first."""
+    patterns = []
+    for tag in tags:
+        variants = {tag.key, tag.key.replace("-", " ")}
+        body = "|".join(re.escape(v) for v in variants)
+        patterns.append((tag.key, re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)))
+    out = []
+    for r in records:
+        text = f"{r.document.description}\n{r.document.readme}"
+        counts = [(len(p.findall(text)), key) for key, p in patterns]
+        ranked = sorted((c for c in counts if c[0] > 0), key=lambda c: -c[0])
+        out.append([key for _, key in ranked[:3]])
+    return out
+
+
+def whole_readme_baseline(records, tags, encoder) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """(b) One vector per README (first window of cleaned text) against bare tag-name vectors, top 3."""
+    names = encoder.encode([t.key for t in tags])
+    docs = encoder.encode(
+        [f"{r.document.description}\n{clean_text(r.document.readme)}"[:4000] for r in records]
+    )
+    sims = docs @ names.T
+    return [[tags[i].key for i in np.argsort(-row)[:3]] for row in sims]
+
+
+def row(name: str, report: Report, note: str = "") -> str:
+    return (
+        f"| {name} | {report.strict_precision:.3f} | {report.strict_recall:.3f} | {report.strict_f1:.3f} | "
+        f"{report.lenient_precision:.3f} | {report.hit_at_1:.3f} | {report.tags_per_item:.2f} | "
+        f"{report.empty_share:.1%} | {note} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("gold", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/quality.md"))
+    parser.add_argument("--plot", type=Path, default=Path("benchmarks/quality-pr.png"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3, help="CV repeats with different fold splits")
+    args = parser.parse_args()
+
+    started = time.time()
+    encoder = SentenceTransformerEncoder()
+    tags = load_tags()
+    index = build_index(tags, load_glosses(), encoder)
+    tagger = Tagger(index, encoder)
+    records = read_labelled(args.gold, {t.key for t in tags})
+    gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
+    names = [t.key for t in tags]
+    position = {k: i for i, k in enumerate(names)}
+
+    # encode once: chunks and vectors per document
+    per_doc = [tagger.chunks(r.document) for r in records]
+    vectors = encoder.encode([c.text for chunks in per_doc for c in chunks])
+    spans, start = [], 0
+    for chunks in per_doc:
+        spans.append((start, start + len(chunks)))
+        start += len(chunks)
+
+    def zero_shot_scores(t: Tagger) -> np.ndarray:
+        out = np.zeros((len(records), len(tags)), dtype=np.float32)
+        for i, (r, chunks, (a, b)) in enumerate(zip(records, per_doc, spans, strict=True)):
+            if chunks:
+                out[i] = t.score(r.document, chunks, vectors[a:b])[0]
+        return out
+
+    def doc_vectors() -> np.ndarray:
+        out = np.zeros((len(records), encoder.dimension), dtype=np.float32)
+        for i, (chunks, (a, b)) in enumerate(zip(per_doc, spans, strict=True)):
+            if chunks:
+                w = np.array([c.weight for c in chunks], dtype=np.float32)
+                v = (w[:, None] * vectors[a:b]).sum(axis=0)
+                out[i] = v / max(float(np.linalg.norm(v)), 1e-9)
+        return out
+
+    def variant(**changes: object) -> Tagger:
+        return Tagger(replace(index, settings=replace(index.settings, **changes)), encoder)
+
+    def predict_zero(t: Tagger) -> list[list[str]]:
+        from embedtag.scoring import select_tags
+
+        return [[names[i] for i in select_tags(s, t.settings)] for s in zero_shot_scores(t)]
+
+    rows = ["| configuration | strict P | strict R | strict F1 | lenient P | hit@1 | tags/item | empty | note |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows.append(row("(a) tag-name keyword matching", evaluate(keyword_baseline(records, tags), gold),
+                    "names in description + README, most mentions first"))
+    rows.append(row("(b) whole README vs bare tag names", evaluate(whole_readme_baseline(records, tags, encoder), gold),
+                    "one vector per README, always top 3"))
+    zero = evaluate(predict_zero(tagger), gold)
+    rows.append(row("(c) embedtag zero-shot", zero, "glosses + keywords + cues; no labels"))
+    ablations = [
+        ("(c) without keyword evidence", variant(keyword_weight=0.0), ""),
+        ("(c) without README cues", variant(cue_weight=0.0), ""),
+        ("(c) without keywords and cues", variant(keyword_weight=0.0, cue_weight=0.0), "embeddings only"),
+        ("(c) tag text = best text only", variant(text_top_k=1), "instead of mean of best 2"),
+        ("(c) first 4 chunks only", variant(max_chunks=4), ""),
+    ]
+    for label, t, note in ablations:
+        if t.settings.max_chunks != index.settings.max_chunks:
+            scores = np.zeros((len(records), len(tags)), dtype=np.float32)
+            for i, (r, chunks, (a, b)) in enumerate(zip(records, per_doc, spans, strict=True)):
+                k = min(len(chunks), t.settings.max_chunks)
+                if k:
+                    scores[i] = t.score(r.document, chunks[:k], vectors[a : a + k])[0]
+            from embedtag.scoring import select_tags
+
+            preds = [[names[j] for j in select_tags(s, t.settings)] for s in scores]
+        else:
+            preds = predict_zero(t)
+        rows.append(row(label, evaluate(preds, gold), note))
+
+    scored = ScoredSet(
+        [r.document.id for r in records],
+        zero_shot_scores(tagger),
+        doc_vectors(),
+        [tuple(position[t] for t in r.core) for r in records],
+        [tuple(position[t] for t in r.also) for r in records],
+    )
+    cv_rows: dict[str, list[Report]] = {}
+    last_final = None
+    for seed in range(args.seeds):
+        for label, ex, bias in [
+            ("(d) calibration only (thresholds + per-tag biases)", False, True),
+            ("(d) examples only (kNN prototypes, fitted thresholds)", True, False),
+            ("(d) examples + calibration (the shipped setting)", True, True),
+        ]:
+            preds, final = cross_validate(scored, index.settings, args.folds, ex, bias, seed=seed)
+            cv_rows.setdefault(label, []).append(evaluate([[names[t] for t in p] for p in preds], gold))
+            if ex and bias and seed == 0:
+                last_final = (final, cv_rows[label][-1])
+    for label, reports in cv_rows.items():
+        mean = Report(
+            items=reports[0].items,
+            strict_precision=float(np.mean([r.strict_precision for r in reports])),
+            strict_recall=float(np.mean([r.strict_recall for r in reports])),
+            strict_f1=float(np.mean([r.strict_f1 for r in reports])),
+            lenient_precision=float(np.mean([r.lenient_precision for r in reports])),
+            hit_at_1=float(np.mean([r.hit_at_1 for r in reports])),
+            tags_per_item=float(np.mean([r.tags_per_item for r in reports])),
+            empty_share=float(np.mean([r.empty_share for r in reports])),
+        )
+        spread = [round(r.strict_f1, 3) for r in reports]
+        rows.append(row(label, mean, f"{args.folds}-fold CV, mean of {len(reports)} splits; F1 per split {spread}"))
+
+    per_tag = []
+    if last_final is not None:
+        final, report = last_final
+        curve = precision_recall_curve(final, gold, names)
+        plot_precision_recall(curve, (report.strict_recall, report.strict_precision), str(args.plot),
+                              "embedtag, examples + calibration (5-fold CV)")
+        weak = sorted(report.per_tag.items(), key=lambda kv: (kv[1].recall, -kv[1].support))
+        per_tag = ["| tag | support | predicted | precision | recall |", "| --- | --- | --- | --- | --- |"]
+        for name, s in sorted(report.per_tag.items(), key=lambda kv: -kv[1].support)[:25]:
+            per_tag.append(f"| {name} | {s.support} | {s.predicted} | {s.precision:.2f} | {s.recall:.2f} |")
+        weak_line = ", ".join(f"{n} ({s.recall:.2f})" for n, s in weak if s.support >= 3)[:600]
+        confusions = ", ".join(f"{p} for {g} ({c})" for p, g, c in report.confusions[:10])
+    elapsed = time.time() - started
+    text = [
+        "# Quality benchmark",
+        "",
+        f"Data: `{args.gold}` ({len(records)} READMEs). Metrics as defined in the dev set's README "
+        "(micro-averaged; strict = against `core`, lenient precision = against `core ∪ also`).",
+        "Reproduce (about %d min on 2 cores):" % max(1, round(elapsed / 60)),
+        "",
+        "```",
+        f"python scripts/quality_benchmark.py {args.gold} --folds {args.folds} --seeds {args.seeds}",
+        "```",
+        "",
+        *rows,
+        "",
+        "Rows (a)–(c) use no labels. Rows (d) fit on 4 folds and score the fifth, so every README is "
+        "scored by a model that never saw its labels; examples are scored leave-self-out while fitting.",
+        "",
+        f"![precision-recall](./{args.plot.name})",
+        "",
+        "## Per-tag figures, examples + calibration (CV split 0, 25 most frequent tags)",
+        "",
+        *per_tag,
+        "",
+        f"Weakest recall (support ≥ 3): {weak_line if per_tag else ''}",
+        "",
+        f"Most frequent confusions (predicted X for gold Y): {confusions if per_tag else ''}",
+        "",
+    ]
+    args.out.write_text("\n".join(text), encoding="utf-8")
+    print("\n".join(rows))
+    print(f"wrote {args.out} in {elapsed:.0f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

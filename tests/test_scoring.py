@@ -1,0 +1,209 @@
+"""Scoring: similarities per tag, votes, keywords, example votes, selection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from embedtag.scoring import (
+    ScoringSettings,
+    aggregate_votes,
+    example_votes,
+    keyword_hits,
+    keyword_pattern,
+    select_tags,
+    tag_similarities,
+)
+
+NAN = np.nan
+
+
+def f32(rows: Sequence[Sequence[float]] | Sequence[float]) -> np.ndarray:
+    return np.array(rows, dtype=np.float32)
+
+
+# ---- tag_similarities ----------------------------------------------------------------------
+
+
+def test_tag_similarity_is_mean_of_its_top_k_texts() -> None:
+    # texts 0,1 -> tag 0; texts 2,3,4 -> tag 1; tag 2 has no text
+    sims = f32([[0.9, 0.1, 0.2, 0.8, 0.6], [0.0, 0.4, 0.5, 0.1, 0.3]])
+    rows = np.array([0, 0, 1, 1, 1])
+    out = tag_similarities(sims, rows, n_tags=3, top_k=2)
+    expected = f32([[0.5, 0.7, -1.0], [0.2, 0.4, -1.0]])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.shape == (2, 3) and out.dtype == np.float32
+
+
+def test_tag_similarity_top_1_is_the_best_text() -> None:
+    sims = f32([[0.9, 0.1, 0.2, 0.8, 0.6]])
+    out = tag_similarities(sims, np.array([0, 0, 1, 1, 1]), n_tags=2, top_k=1)
+    np.testing.assert_allclose(out, f32([[0.9, 0.8]]), rtol=1e-6)
+
+
+def test_tag_similarity_with_rows_in_any_order() -> None:
+    sims = f32([[0.9, 0.1, 0.2, 0.8, 0.6]])
+    rows = np.array([1, 0, 1, 0, 1])  # texts interleaved between tags
+    out = tag_similarities(sims, rows, n_tags=2, top_k=2)
+    np.testing.assert_allclose(out, f32([[0.45, 0.75]]), rtol=1e-6)
+
+
+def test_top_k_larger_than_texts_uses_them_all() -> None:
+    sims = f32([[0.3, 0.6]])
+    out = tag_similarities(sims, np.array([0, 0]), n_tags=1, top_k=10)
+    np.testing.assert_allclose(out, f32([[0.45]]), rtol=1e-6)
+
+
+def test_texts_faiss_did_not_return_count_as_lowest() -> None:
+    sims = f32([[0.9, NAN, 0.2, 0.3]])
+    out = tag_similarities(sims, np.array([0, 0, 1, 1]), n_tags=2, top_k=2)
+    assert not np.isnan(out).any()
+    # the missing text counts as the lowest value seen (or 0): it cannot lift tag 0 above 0.45
+    assert out[0, 0] == pytest.approx((0.9 + 0.0) / 2)
+    assert out[0, 1] == pytest.approx(0.25)
+
+
+def test_negative_sims_and_nan() -> None:
+    sims = f32([[-0.5, NAN, -0.1]])
+    out = tag_similarities(sims, np.array([0, 0, 1]), n_tags=2, top_k=2)
+    assert out[0, 0] == pytest.approx(-0.5)  # NaN counts as the lowest seen, -0.5
+    assert out[0, 1] == pytest.approx(-0.1)
+
+
+# ---- aggregate_votes -----------------------------------------------------------------------
+
+
+def test_aggregate_votes_weighted_mean_plus_max() -> None:
+    tag_sims = f32([[0.8, 0.2], [0.2, 0.6]])
+    weights = f32([3.0, 1.0])
+    out = aggregate_votes(tag_sims, weights, mean_weight=0.8)
+    # tag 0: mean (2.4 + 0.2)/4 = 0.65, max 0.8 -> 0.52 + 0.16 = 0.68
+    # tag 1: mean (0.6 + 0.6)/4 = 0.30, max 0.6 -> 0.24 + 0.12 = 0.36
+    np.testing.assert_allclose(out, f32([0.68, 0.36]), rtol=1e-5)
+
+
+def test_aggregate_votes_pure_mean_and_pure_max() -> None:
+    tag_sims = f32([[0.8, 0.2], [0.2, 0.6]])
+    weights = f32([1.0, 1.0])
+    np.testing.assert_allclose(aggregate_votes(tag_sims, weights, 1.0), f32([0.5, 0.4]), rtol=1e-6)
+    np.testing.assert_allclose(aggregate_votes(tag_sims, weights, 0.0), f32([0.8, 0.6]), rtol=1e-6)
+
+
+def test_aggregate_votes_no_chunks() -> None:
+    out = aggregate_votes(np.zeros((0, 4), dtype=np.float32), np.zeros(0), 0.8)
+    np.testing.assert_array_equal(out, np.zeros(4))
+
+
+# ---- keywords ------------------------------------------------------------------------------
+
+
+def test_keyword_pattern_whole_words_case_insensitive() -> None:
+    pattern = keyword_pattern(["k8s", "Kubernetes", "x", " "])
+    assert pattern is not None
+    assert pattern.search("Runs on KUBERNETES clusters")
+    assert pattern.search("Deploy to k8s.")
+    assert pattern.search("(k8s)")
+    assert not pattern.search("k8sx tooling")
+    assert not pattern.search("my-k8s-tool")  # part of a hyphenated name
+    assert not pattern.search("x marks the spot")  # 1-letter terms are dropped
+
+
+def test_keyword_pattern_escapes_regex_characters() -> None:
+    pattern = keyword_pattern(["c++", "node.js"])
+    assert pattern is not None
+    assert pattern.search("written in C++ for speed")
+    assert pattern.search("a Node.js server")
+    assert not pattern.search("a nodexjs server")
+
+
+def test_keyword_pattern_nothing_usable() -> None:
+    assert keyword_pattern([]) is None
+    assert keyword_pattern(["a", " ", ""]) is None
+
+
+def test_keyword_hits_vector() -> None:
+    patterns = [keyword_pattern(["k8s"]), None, keyword_pattern(["database", "SQL"])]
+    hits = keyword_hits("A SQL layer for k8s operators", patterns)
+    np.testing.assert_array_equal(hits, f32([1.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(keyword_hits("nothing here", patterns), f32([0.0, 0.0, 0.0]))
+
+
+# ---- example votes -------------------------------------------------------------------------
+
+
+def test_example_votes_weighted_by_squared_similarity() -> None:
+    sims = f32([0.8, 0.4, -0.3])
+    labels: list[tuple[tuple[int, ...], tuple[int, ...]]] = [((0,), (2,)), ((1,), ()), ((2,), ())]
+    votes = example_votes(sims, labels, n_tags=3)
+    total = 0.64 + 0.16  # the negative neighbour weighs nothing
+    np.testing.assert_allclose(votes, f32([0.64 / total, 0.16 / total, 0.5 * 0.64 / total]), rtol=1e-5)
+
+
+def test_example_votes_all_dissimilar_or_none() -> None:
+    np.testing.assert_array_equal(example_votes(f32([-0.2, 0.0]), [((0,), ()), ((1,), ())], 2), f32([0, 0]))
+    np.testing.assert_array_equal(example_votes(f32([]), [], 3), f32([0, 0, 0]))
+
+
+def test_example_votes_length_mismatch_refused() -> None:
+    with pytest.raises(ValueError):
+        example_votes(f32([0.5, 0.4]), [((0,), ())], 2)
+
+
+# ---- selection -----------------------------------------------------------------------------
+
+
+def test_select_best_first_within_margin() -> None:
+    settings = ScoringSettings(threshold=0.3, margin=0.1, max_tags=3)
+    scores = f32([0.40, 0.55, 0.50, 0.44, 0.20])
+    assert select_tags(scores, settings) == [1, 2]  # 0.44 is 0.11 below the best
+
+
+def test_select_at_most_max_tags() -> None:
+    scores = f32([0.50, 0.51, 0.52, 0.53, 0.54])
+    assert select_tags(scores, ScoringSettings(threshold=0.0, margin=1.0)) == [4, 3, 2]
+    assert select_tags(scores, ScoringSettings(threshold=0.0, margin=1.0, max_tags=1)) == [4]
+
+
+def test_select_threshold_cuts() -> None:
+    scores = f32([0.50, 0.45, 0.39])
+    assert select_tags(scores, ScoringSettings(threshold=0.42, margin=0.2)) == [0, 1]
+
+
+def test_select_none_when_nothing_clears_the_threshold() -> None:
+    scores = f32([0.30, 0.35, 0.20])
+    assert select_tags(scores, ScoringSettings(threshold=0.4, margin=0.5)) == []
+    assert select_tags(f32([]), ScoringSettings()) == []
+
+
+def test_select_ties_keep_list_order() -> None:
+    scores = f32([0.5, 0.5, 0.5, 0.5])
+    assert select_tags(scores, ScoringSettings(threshold=0.0, margin=0.1)) == [0, 1, 2]
+
+
+def test_tag_bias_lowers_a_tag_that_wins_too_often() -> None:
+    settings = ScoringSettings(threshold=0.3, margin=0.05)
+    scores = f32([0.60, 0.58, 0.40])
+    assert select_tags(scores, settings) == [0, 1]
+    bias = f32([0.10, 0.0, 0.0])  # tag 0 adjusted to 0.50: now tag 1 leads, tag 0 out of margin
+    assert select_tags(scores, settings, bias) == [1]
+    bias = f32([0.0, 0.0, -0.24])  # a negative bias lifts tag 2 to 0.64
+    assert select_tags(scores, settings, bias) == [2, 0]
+
+
+# ---- settings ------------------------------------------------------------------------------
+
+
+def test_settings_json_round_trip() -> None:
+    settings = ScoringSettings(threshold=0.31, margin=0.05, max_tags=2, tag_bias={64: 0.05, 3: -0.125})
+    data = settings.to_json()
+    assert data["tag_bias"] == {"3": -0.125, "64": 0.05}  # JSON keys, sorted
+    assert ScoringSettings.from_json(data) == settings
+
+
+def test_settings_from_json_ignores_unknown_and_fills_defaults() -> None:
+    settings = ScoringSettings.from_json({"threshold": 0.2, "future_knob": 1})
+    assert settings.threshold == 0.2
+    assert settings.margin == ScoringSettings().margin
+    assert settings.tag_bias == {}
