@@ -16,7 +16,6 @@ from embedtag.tagger import Tagger
 from embedtag.tags import load_tags
 
 
-
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> np.ndarray:
     """One vector per document: the chunk vectors averaged with the chunks' vote weights."""
     out = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
@@ -47,7 +46,10 @@ def with_examples(index: TagIndex, tagger: Tagger, records: list[LabelledRecord]
     if not settings.example_weight:
         settings = replace(settings, example_weight=EXAMPLE_WEIGHT)
     return replace(
-        index, examples=examples, example_vectors=document_vectors(tagger, records), settings=settings,
+        index,
+        examples=examples,
+        example_vectors=document_vectors(tagger, records),
+        settings=settings,
         _faiss_examples=None,
     )
 

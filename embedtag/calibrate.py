@@ -198,7 +198,9 @@ def calibrate(
     return Calibration(weight, threshold, margin, bias)
 
 
-def apply(scores: ScoredSet, examples: ScoredSet | None, settings: ScoringSettings, cal: Calibration) -> list[list[int]]:
+def apply(
+    scores: ScoredSet, examples: ScoredSet | None, settings: ScoringSettings, cal: Calibration
+) -> list[list[int]]:
     """Predictions for `scores` with a calibration and (optionally) examples."""
     total = scores.zero_shot
     if examples is not None and cal.example_weight:
@@ -258,4 +260,3 @@ def cross_validate(
             )
         final[fold] = total - cal.bias[None, :]
     return preds, final
-

@@ -22,7 +22,7 @@ class UserError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 def _fail(exc: EmbedtagError) -> UserError:
@@ -129,7 +129,9 @@ def batch(
 @click.option("--tags", "tags_path", type=click.Path(allow_dash=True), help="Tag list JSON [default: shipped list].")
 @click.option("--glosses", "glosses_path", type=click.Path(), help="Gloss file [default: shipped glosses].")
 @model_option
-@click.option("--examples", "examples_path", type=click.Path(), help="Labelled JSONL (id, readme, core, also) to learn from.")
+@click.option(
+    "--examples", "examples_path", type=click.Path(), help="Labelled JSONL (id, readme, core, also) to learn from."
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to write.")
 def build_index_cmd(
     tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None, out: str
@@ -269,16 +271,35 @@ def _read_gold(path: str, tagger: Tagger) -> Any:
 @click.option("--zero-shot", is_flag=True, help="With --folds: ignore labels (no examples, no calibration).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a precision-recall plot (PNG).")
+@click.option("--predictions", type=click.Path(exists=True, dir_okay=False),
+              help="Score an existing `embedtag batch` output instead of tagging (matched by id).")
 def eval_cmd(
     gold_path: str, index: str | None, model: str | None, folds: int, zero_shot: bool,
-    as_json: bool, plot: str | None,
+    as_json: bool, plot: str | None, predictions: str | None,
 ) -> None:
     """Precision, recall, F1, hit@1 and a per-tag table against gold tags."""
     import numpy as np
 
     from embedtag.calibrate import cross_validate, score_labelled
-    from embedtag.evaluate import GoldItem, evaluate, format_report, plot_precision_recall, precision_recall_curve
+    from embedtag.evaluate import (
+        GoldItem,
+        evaluate,
+        format_report,
+        plot_precision_recall,
+        precision_recall_curve,
+    )
 
+    if predictions:
+        from embedtag.evaluate import read_gold_tags, read_predictions
+
+        try:
+            gold_only = read_gold_tags(gold_path)
+            predicted = read_predictions(predictions, [g.id for g in gold_only])
+        except EmbedtagError as exc:
+            raise _fail(exc) from None
+        report = evaluate(predicted, gold_only)
+        click.echo(_dumps(report.to_json()) if as_json else format_report(report))
+        return
     tagger = _load_tagger(index, model)
     records = _read_gold(gold_path, tagger)
     gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
@@ -291,12 +312,12 @@ def eval_cmd(
             )
         except ValueError as exc:
             raise UserError(str(exc), 2) from None
-        predictions = [[names[t] for t in p] for p in positions]
+        predicted_names = [[names[t] for t in p] for p in positions]
     else:
         results = list(tagger.tag_many(r.document for r in records))
-        predictions = [[t.key for t in res.tags] for res in results]
+        predicted_names = [[t.key for t in res.tags] for res in results]
         final = None
-    report = evaluate(predictions, gold)
+    report = evaluate(predicted_names, gold)
     if plot:
         if final is None:
             scored = score_labelled(tagger, records)
@@ -319,7 +340,9 @@ def eval_cmd(
 @model_option
 @click.option("--examples/--no-examples", default=True, show_default=True,
               help="Also keep the labelled READMEs as prototypes (kNN votes).")
-@click.option("--out", type=click.Path(file_okay=False), help="Where to write the calibrated index [default: in place].")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Where to write the calibrated index [default: in place]."
+)
 def calibrate(gold_path: str, index: str | None, model: str | None, examples: bool, out: str | None) -> None:
     """Fit per-tag biases and thresholds on labelled READMEs and store them in the index."""
     from dataclasses import replace

@@ -152,7 +152,9 @@ def precision_recall_curve(
     lo, hi = float(np.percentile(top, 1)), float(top.max())
     curve = []
     for threshold in np.linspace(lo, hi, 60):
-        preds = [[tag_names[t] for t, s in zip(o, v, strict=True) if s >= threshold] for o, v in zip(order, top, strict=True)]
+        preds = [
+            [tag_names[t] for t, s in zip(o, v, strict=True) if s >= threshold] for o, v in zip(order, top, strict=True)
+        ]
         r = evaluate(preds, gold)
         curve.append((float(threshold), r.strict_precision, r.strict_recall))
     return curve
@@ -184,3 +186,49 @@ def plot_precision_recall(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def read_gold_tags(path: str) -> list[GoldItem]:
+    """Gold tags only (id, core, also) from a labelled JSONL file."""
+    import json
+
+    from embedtag.errors import InputError
+
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                out.append(GoldItem(str(data["id"]), tuple(data["core"]), tuple(data.get("also") or ())))
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path}: line {number} needs 'id' and 'core'") from None
+    return out
+
+
+def read_predictions(path: str, ids: Sequence[str]) -> list[list[str]]:
+    """Tag names per gold id from an `embedtag batch` output; a missing id is an error."""
+    import json
+
+    from embedtag.errors import InputError
+
+    by_id: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                tags = data["tags"]
+                if not all(isinstance(t, str) for t in tags):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                raise InputError(
+                    f"{path}: line {number} is not a batch result with tag names (use --tag-format names)"
+                ) from None
+            by_id[str(data.get("id"))] = tags
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise InputError(f"{path} has no result for {len(missing)} gold ids (first: {missing[0]})")
+    return [by_id[i] for i in ids]

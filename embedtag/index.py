@@ -155,9 +155,7 @@ class TagIndex:
             "keywords": {str(k): v for k, v in self.keywords.items()},
             "cues": {str(k): v for k, v in self.cues.items()},
             "settings": self.settings.to_json(),
-            "examples": [
-                {"id": e.id, "core": list(e.core), "also": list(e.also)} for e in self.examples
-            ],
+            "examples": [{"id": e.id, "core": list(e.core), "also": list(e.also)} for e in self.examples],
         }
 
     def save(self, out_dir: str | Path) -> Path:
@@ -275,9 +273,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         )
     example_vectors = None
     if examples:
-        example_vectors = _read_vectors(
-            directory / EXAMPLE_VECTORS, files.get(EXAMPLE_VECTORS), "example vectors"
-        )
+        example_vectors = _read_vectors(directory / EXAMPLE_VECTORS, files.get(EXAMPLE_VECTORS), "example vectors")
         if example_vectors.shape[0] != len(examples):
             raise IndexError_(f"{directory / EXAMPLE_VECTORS} does not match the manifest; {REBUILD_HINT}")
     return TagIndex(

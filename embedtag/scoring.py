@@ -51,9 +51,7 @@ class ScoringSettings:
         return cls(**values)
 
 
-def tag_similarities(
-    chunk_text_sims: np.ndarray, text_tag_rows: np.ndarray, n_tags: int, top_k: int
-) -> np.ndarray:
+def tag_similarities(chunk_text_sims: np.ndarray, text_tag_rows: np.ndarray, n_tags: int, top_k: int) -> np.ndarray:
     """(chunks x texts) similarities → (chunks x tags): mean of each tag's `top_k` best texts.
 
     Texts a FAISS search did not return carry NaN and count as the lowest similarity seen.
@@ -87,7 +85,8 @@ def aggregate_votes(tag_sims: np.ndarray, chunk_weights: np.ndarray, mean_weight
         return np.zeros(tag_sims.shape[1], dtype=np.float32)
     weights = chunk_weights.astype(np.float32)
     mean = (weights[:, None] * tag_sims).sum(axis=0) / max(float(weights.sum()), 1e-9)
-    return mean_weight * mean + (1.0 - mean_weight) * tag_sims.max(axis=0)
+    out: np.ndarray = mean_weight * mean + (1.0 - mean_weight) * tag_sims.max(axis=0)
+    return out
 
 
 def keyword_pattern(terms: list[str]) -> re.Pattern[str] | None:
@@ -142,8 +141,4 @@ def select_tags(scores: np.ndarray, settings: ScoringSettings, bias: np.ndarray 
     if len(order) == 0:
         return []
     best = float(adjusted[order[0]])
-    return [
-        int(i)
-        for i in order
-        if adjusted[i] >= settings.threshold and adjusted[i] >= best - settings.margin
-    ]
+    return [int(i) for i in order if adjusted[i] >= settings.threshold and adjusted[i] >= best - settings.margin]

@@ -89,8 +89,10 @@ class Tagger:
         from dataclasses import replace
 
         settings = replace(self.settings, example_weight=0.0, tag_bias={})
-        return Tagger(replace(self.index, settings=settings, examples=[], example_vectors=None,
-                              _faiss_examples=None), self.encoder)
+        return Tagger(
+            replace(self.index, settings=settings, examples=[], example_vectors=None, _faiss_examples=None),
+            self.encoder,
+        )
 
     @classmethod
     def load(cls, index_path: str | Path | None = None, model: str | Path | None = None) -> Tagger:
@@ -148,9 +150,7 @@ class Tagger:
             scores = scores + s.example_weight * example_votes(sims[0][: len(labels)], labels, n_tags)
         return scores, tag_sims
 
-    def _result(
-        self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, explain: bool
-    ) -> TagResult:
+    def _result(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, explain: bool) -> TagResult:
         if not chunks:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
         scores, tag_sims = self.score(doc, chunks, vectors)
@@ -171,9 +171,7 @@ class Tagger:
     def tag(self, readme: str, description: str = "", id: str = "", explain: bool = False) -> TagResult:
         return next(self.tag_many([Document(id, readme, description)], explain=explain))
 
-    def tag_many(
-        self, docs: Iterable[Document], batch_size: int = 64, explain: bool = False
-    ) -> Iterator[TagResult]:
+    def tag_many(self, docs: Iterable[Document], batch_size: int = 64, explain: bool = False) -> Iterator[TagResult]:
         """Tag documents in order; chunks of `batch_size` documents share one encode call."""
         batch: list[Document] = []
         for doc in docs:

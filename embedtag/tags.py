@@ -50,8 +50,7 @@ def parse_tags(text: str, source: str = "tag list") -> list[Tag]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TagListError(
-            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-            'expected [{"id": 77, "name": "3d"}, ...]'
+            f'{source} is not valid JSON ({exc.msg} at line {exc.lineno}); expected [{{"id": 77, "name": "3d"}}, ...]'
         ) from None
     if not isinstance(data, list):
         raise TagListError(f'{source} must be a JSON list like [{{"id": 77, "name": "3d"}}, ...]')
@@ -76,9 +75,7 @@ def parse_tags(text: str, source: str = "tag list") -> list[Tag]:
             raise TagListError(f"{where}: name must be a non-empty string, got {name!r}")
         key = name.strip()
         if tag_id in seen_ids:
-            raise TagListError(
-                f"{source}: id {tag_id} is used twice (entries {seen_ids[tag_id]} and {position})"
-            )
+            raise TagListError(f"{source}: id {tag_id} is used twice (entries {seen_ids[tag_id]} and {position})")
         if key.lower() in seen_keys:
             raise TagListError(
                 f"{source}: name {key!r} is used twice (entries {seen_keys[key.lower()]} and "

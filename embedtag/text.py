@@ -88,7 +88,8 @@ def clean_sections(readme: str) -> list[Section]:
     text = _HTML_TAG.sub(" ", text)
 
     sections: list[Section] = []
-    heading, body, skipping = "", [], False
+    heading, skipping = "", False
+    body: list[str] = []
     lines = text.split("\n")
     for i, raw in enumerate(lines):
         match = _HEADING.match(raw)

@@ -49,9 +49,7 @@ def keyword_baseline(records, tags) -> list[list[str]]:  # type: ignore[no-untyp
 def whole_readme_baseline(records, tags, encoder) -> list[list[str]]:  # type: ignore[no-untyped-def]
     """(b) One vector per README (first window of cleaned text) against bare tag-name vectors, top 3."""
     names = encoder.encode([t.key for t in tags])
-    docs = encoder.encode(
-        [f"{r.document.description}\n{clean_text(r.document.readme)}"[:4000] for r in records]
-    )
+    docs = encoder.encode([f"{r.document.description}\n{clean_text(r.document.readme)}"[:4000] for r in records])
     sims = docs @ names.T
     return [[tags[i].key for i in np.argsort(-row)[:3]] for row in sims]
 
@@ -115,12 +113,24 @@ def main() -> None:
 
         return [[names[i] for i in select_tags(s, t.settings)] for s in zero_shot_scores(t)]
 
-    rows = ["| configuration | strict P | strict R | strict F1 | lenient P | hit@1 | tags/item | empty | note |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    rows.append(row("(a) tag-name keyword matching", evaluate(keyword_baseline(records, tags), gold),
-                    "names in description + README, most mentions first"))
-    rows.append(row("(b) whole README vs bare tag names", evaluate(whole_readme_baseline(records, tags, encoder), gold),
-                    "one vector per README, always top 3"))
+    rows = [
+        "| configuration | strict P | strict R | strict F1 | lenient P | hit@1 | tags/item | empty | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows.append(
+        row(
+            "(a) tag-name keyword matching",
+            evaluate(keyword_baseline(records, tags), gold),
+            "names in description + README, most mentions first",
+        )
+    )
+    rows.append(
+        row(
+            "(b) whole README vs bare tag names",
+            evaluate(whole_readme_baseline(records, tags, encoder), gold),
+            "one vector per README, always top 3",
+        )
+    )
     zero = evaluate(predict_zero(tagger), gold)
     rows.append(row("(c) embedtag zero-shot", zero, "glosses + keywords + cues; no labels"))
     ablations = [
@@ -133,7 +143,7 @@ def main() -> None:
     for label, t, note in ablations:
         if t.settings.max_chunks != index.settings.max_chunks:
             scores = np.zeros((len(records), len(tags)), dtype=np.float32)
-            for i, (r, chunks, (a, b)) in enumerate(zip(records, per_doc, spans, strict=True)):
+            for i, (r, chunks, (a, _b)) in enumerate(zip(records, per_doc, spans, strict=True)):
                 k = min(len(chunks), t.settings.max_chunks)
                 if k:
                     scores[i] = t.score(r.document, chunks[:k], vectors[a : a + k])[0]
@@ -181,8 +191,12 @@ def main() -> None:
     if last_final is not None:
         final, report = last_final
         curve = precision_recall_curve(final, gold, names)
-        plot_precision_recall(curve, (report.strict_recall, report.strict_precision), str(args.plot),
-                              "embedtag, examples + calibration (5-fold CV)")
+        plot_precision_recall(
+            curve,
+            (report.strict_recall, report.strict_precision),
+            str(args.plot),
+            "embedtag, examples + calibration (5-fold CV)",
+        )
         weak = sorted(report.per_tag.items(), key=lambda kv: (kv[1].recall, -kv[1].support))
         per_tag = ["| tag | support | predicted | precision | recall |", "| --- | --- | --- | --- | --- |"]
         for name, s in sorted(report.per_tag.items(), key=lambda kv: -kv[1].support)[:25]:
@@ -195,7 +209,7 @@ def main() -> None:
         "",
         f"Data: `{args.gold}` ({len(records)} READMEs). Metrics as defined in the dev set's README "
         "(micro-averaged; strict = against `core`, lenient precision = against `core ∪ also`).",
-        "Reproduce (about %d min on 2 cores):" % max(1, round(elapsed / 60)),
+        f"Reproduce (about {max(1, round(elapsed / 60))} min on 2 cores):",
         "",
         "```",
         f"python scripts/quality_benchmark.py {args.gold} --folds {args.folds} --seeds {args.seeds}",
