@@ -1,0 +1,106 @@
+"""`embedtag eval` and `embedtag calibrate` on the tiny hashing index."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from embedtag.cli import cli
+from embedtag.index import load_index
+
+DOCS = {
+    "k8s": "kubeop is a Kubernetes operator that manages pods and clusters.",
+    "database": "tabula is a SQL database engine storing tables and rows.",
+    "game": "sprites is a video game with levels and players.",
+}
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def gold(tmp_path: Path) -> Path:
+    lines = []
+    for n in range(4):
+        for tag, readme in DOCS.items():
+            lines.append({"id": f"{tag}-{n}", "description": "", "readme": f"{readme} Release {n}.", "core": [tag]})
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def index_copy(fake_index_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "index"
+    shutil.copytree(fake_index_dir, target)
+    return target
+
+
+def test_eval_reports_metrics_as_json(gold: Path, index_copy: Path) -> None:
+    result = run("eval", gold, "--index", index_copy, "--model", "hashing", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["items"] == 12
+    # every README names its tag's topic outright, so the hashing encoder gets the first tag right
+    assert report["hit_at_1"] == 1.0
+    assert report["per_tag"]["k8s"]["support"] == 4
+
+
+def test_eval_cross_validated(gold: Path, index_copy: Path) -> None:
+    result = run("eval", gold, "--index", index_copy, "--model", "hashing", "--folds", "3")
+    assert result.exit_code == 0, result.output
+    assert "strict F1" in result.stdout and "hit@1" in result.stdout
+
+
+def test_eval_too_many_folds_is_a_usage_error(gold: Path, index_copy: Path) -> None:
+    result = run("eval", gold, "--index", index_copy, "--model", "hashing", "--folds", "50")
+    assert result.exit_code == 2
+    assert "between 2 and the number of items (12)" in result.stderr
+
+
+def test_eval_scores_a_batch_output(gold: Path, tmp_path: Path) -> None:
+    predictions = tmp_path / "out.jsonl"
+    ids = [json.loads(line)["id"] for line in gold.read_text().splitlines()]
+    # right for the first half, wrong (k8s for everything) for the rest
+    rows = [{"id": i, "tags": [i.split("-")[0]] if n < 6 else ["k8s"]} for n, i in enumerate(ids)]
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run("eval", gold, "--predictions", predictions, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    correct = 6 + sum(1 for i in ids[6:] if i.startswith("k8s"))
+    assert report["strict_precision"] == round(correct / 12, 4)
+
+
+def test_eval_predictions_missing_an_id(gold: Path, tmp_path: Path) -> None:
+    predictions = tmp_path / "out.jsonl"
+    predictions.write_text(json.dumps({"id": "k8s-0", "tags": ["k8s"]}) + "\n")
+    result = run("eval", gold, "--predictions", predictions)
+    assert result.exit_code == 1
+    assert "has no result for 11 gold ids" in result.stderr
+
+
+def test_calibrate_stores_calibration_and_examples(gold: Path, index_copy: Path) -> None:
+    before = load_index(index_copy)
+    assert not before.examples
+    result = run("calibrate", gold, "--index", index_copy, "--model", "hashing")
+    assert result.exit_code == 0, result.output
+    after = load_index(index_copy)
+    assert [e.id for e in after.examples] == [json.loads(x)["id"] for x in gold.read_text().splitlines()]
+    assert after.settings.example_weight > 0
+    assert after.texts == before.texts
+    readme = index_copy.parent / "r.md"
+    readme.write_text(DOCS["database"])
+    tagged = run("tag", readme, "--index", index_copy, "--model", "hashing")
+    assert json.loads(tagged.stdout)["tags"][0] == "database"
+
+
+def test_calibrate_without_examples(gold: Path, index_copy: Path) -> None:
+    result = run("calibrate", gold, "--index", index_copy, "--model", "hashing", "--no-examples")
+    assert result.exit_code == 0, result.output
+    after = load_index(index_copy)
+    assert not after.examples and after.settings.example_weight == 0.0
