@@ -12,27 +12,29 @@ from embedtag.encoder import load_encoder
 from embedtag.glosses import load_glosses
 from embedtag.index import Example, TagIndex, build_index
 from embedtag.records import LabelledRecord, read_labelled
-from embedtag.tagger import Tagger
+from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
 
 
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> np.ndarray:
-    """One vector per document: the chunk vectors averaged with the chunks' vote weights."""
+    """One vector per labelled README (zeros for a README with no text)."""
     out = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
     per_doc = [tagger.chunks(r.document) for r in records]
     vectors = tagger.encoder.encode([c.text for chunks in per_doc for c in chunks])
     start = 0
     for row, chunks in enumerate(per_doc):
         if chunks:
-            weights = np.array([c.weight for c in chunks], dtype=np.float32)
-            v = (weights[:, None] * vectors[start : start + len(chunks)]).sum(axis=0)
-            out[row] = v / max(float(np.linalg.norm(v)), 1e-9)
+            out[row] = document_vector(chunks, vectors[start : start + len(chunks)])
         start += len(chunks)
     return out
 
 
-def with_examples(index: TagIndex, tagger: Tagger, records: list[LabelledRecord]) -> TagIndex:
-    """The index plus one prototype vector per labelled README (kNN label transfer)."""
+def with_examples(
+    index: TagIndex, tagger: Tagger, records: list[LabelledRecord], vectors: np.ndarray | None = None
+) -> TagIndex:
+    """The index plus one prototype vector per labelled README (kNN label transfer).
+
+    `vectors` are the READMEs' document vectors when already computed (by calibration)."""
     by_key = {tag.key: tag.id for tag in index.tags}
     examples = [
         Example(
@@ -48,7 +50,7 @@ def with_examples(index: TagIndex, tagger: Tagger, records: list[LabelledRecord]
     return replace(
         index,
         examples=examples,
-        example_vectors=document_vectors(tagger, records),
+        example_vectors=vectors if vectors is not None else document_vectors(tagger, records),
         settings=settings,
         _faiss_examples=None,
     )

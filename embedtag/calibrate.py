@@ -15,7 +15,7 @@ import numpy as np
 
 from embedtag.records import LabelledRecord
 from embedtag.scoring import ScoringSettings
-from embedtag.tagger import Tagger
+from embedtag.tagger import Tagger, document_vector
 
 # Weight of labelled neighbours' votes (5-fold CV on the dev set: benchmarks/quality.md).
 EXAMPLE_WEIGHT = 0.25
@@ -61,9 +61,7 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
                 continue
             scores, _ = no_examples.score(record.document, chunks, v)
             zero[start + row] = scores
-            weights = np.array([c.weight for c in chunks], dtype=np.float32)
-            doc = (weights[:, None] * v).sum(axis=0)
-            vectors[start + row] = doc / max(float(np.linalg.norm(doc)), 1e-9)
+            vectors[start + row] = document_vector(chunks, v)
     return ScoredSet(
         ids=[r.document.id for r in records],
         zero_shot=zero,

@@ -359,7 +359,7 @@ def calibrate(gold_path: str, index: str | None, model: str | None, examples: bo
     settings = cal_mod.calibrated_settings(base.settings, cal, [t.id for t in tagger.index.tags])
     new_index = replace(base.index, settings=settings)
     if examples:
-        new_index = with_examples(new_index, base, records)
+        new_index = with_examples(new_index, base, records, scored.doc_vectors)
     target = out or index or str(default_index_path())
     new_index.save(target)
     click.echo(

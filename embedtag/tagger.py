@@ -28,6 +28,13 @@ from embedtag.text import Chunk, clean_text, document_chunks
 SEARCH_K = 1024
 
 
+def document_vector(chunks: list[Chunk], vectors: np.ndarray) -> np.ndarray:
+    """One vector per README: its chunk vectors averaged with the chunks' vote weights."""
+    weights = np.array([c.weight for c in chunks], dtype=np.float32)
+    doc: np.ndarray = (weights[:, None] * vectors).sum(axis=0)
+    return doc / max(float(np.linalg.norm(doc)), 1e-9)
+
+
 @dataclass(frozen=True)
 class Document:
     """One project to tag."""
@@ -142,8 +149,7 @@ class Tagger:
             raw = f"{doc.description}\n{doc.readme[: s.cue_chars]}"
             scores = scores + s.cue_weight * cue_hits(raw, self._cues)
         if s.example_weight and self.index.examples and len(vectors):
-            doc_vector = (weights[:, None] * vectors).sum(axis=0)
-            doc_vector /= max(float(np.linalg.norm(doc_vector)), 1e-9)
+            doc_vector = document_vector(chunks, vectors)
             k = min(s.example_k, len(self.index.examples))
             sims, ids = self.index.faiss_examples().search(doc_vector[None, :].astype(np.float32), k)
             labels = [self._example_labels[i] for i in ids[0] if i >= 0]

@@ -25,7 +25,7 @@ from embedtag.evaluate import GoldItem, Report, evaluate, plot_precision_recall,
 from embedtag.glosses import load_glosses
 from embedtag.index import build_index
 from embedtag.records import read_labelled
-from embedtag.tagger import Tagger
+from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
 from embedtag.text import clean_text
 
@@ -100,9 +100,7 @@ def main() -> None:
         out = np.zeros((len(records), encoder.dimension), dtype=np.float32)
         for i, (chunks, (a, b)) in enumerate(zip(per_doc, spans, strict=True)):
             if chunks:
-                w = np.array([c.weight for c in chunks], dtype=np.float32)
-                v = (w[:, None] * vectors[a:b]).sum(axis=0)
-                out[i] = v / max(float(np.linalg.norm(v)), 1e-9)
+                out[i] = document_vector(chunks, vectors[a:b])
         return out
 
     def variant(**changes: object) -> Tagger:
