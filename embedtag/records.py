@@ -68,8 +68,9 @@ def parse_record(line_text: str, line: int, base_dir: Path) -> Record:
         readme = data["readme"]
         if not isinstance(readme, str):
             return Record(line, record_id, error=f"line {line}: 'readme' must be a string")
-    elif data.get("readme_path"):
-        path = Path(str(data["readme_path"]))
+    elif data.get("readme_path") or data.get("readme_file"):
+        # `readme_file` is what the user's own example (examples/kubeedge.json) calls it
+        path = Path(str(data.get("readme_path") or data["readme_file"]))
         if not path.is_absolute():
             path = base_dir / path
         try:

@@ -104,3 +104,12 @@ def test_calibrate_without_examples(gold: Path, index_copy: Path) -> None:
     assert result.exit_code == 0, result.output
     after = load_index(index_copy)
     assert not after.examples and after.settings.example_weight == 0.0
+
+
+def test_batch_accepts_readme_file_like_the_users_example(tmp_path: Path, fake_index_dir: Path) -> None:
+    (tmp_path / "r.md").write_text(DOCS["database"])
+    line = {"id": "1977", "description": "", "readme_file": "r.md"}
+    (tmp_path / "in.jsonl").write_text(json.dumps(line) + "\n")
+    result = run("batch", tmp_path / "in.jsonl", "--index", fake_index_dir, "--model", "hashing")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tags"][0] == "database"
