@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from embedtag.errors import InputError
-from embedtag.records import Record, completed_lines, read_records
+from embedtag.records import Record, completed_results, read_records
 from embedtag.tagger import Tagger
 
 
@@ -71,19 +71,24 @@ def run_batch(
 ) -> BatchSummary:
     summary = BatchSummary()
     skip = 0
+    seen_before: list[str] = []
     out: IO[str]
     if output_path is not None:
         target = Path(output_path)
         if resume:
-            skip = completed_lines(target)
-            summary.skipped = skip
+            kept = completed_results(target)
+            skip = summary.skipped = len(kept)
+            # the earlier part counts too: its failures set the exit code, its ids can repeat
+            summary.failed = sum(1 for r in kept if isinstance(r, dict) and "error" in r)
+            seen_before = [str(r["id"]) for r in kept if isinstance(r, dict) and r.get("id") is not None]
         try:
             out = target.open("a" if resume else "w", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"output {target} cannot be written: {exc.strerror}") from None
     else:
         out = sys.stdout
-    seen: Counter[str] = Counter()
+    seen: Counter[str] = Counter(seen_before)
+    summary.duplicate_ids = [i for i, n in seen.items() if n > 1]
     records = read_records(input_path, skip=skip)
     bar = None
     if progress:

@@ -216,6 +216,25 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _recover_interrupted_swap(directory: Path) -> None:
+    """A build killed between its two renames leaves the old index aside as `.NAME.old-*`:
+    put the newest complete one back."""
+    parent = directory.parent
+    if not parent.is_dir():
+        return
+    candidates = sorted(
+        (p for p in parent.glob(f".{directory.name}.old-*") if (p / MANIFEST).is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for candidate in candidates:
+        try:
+            os.rename(candidate, directory)
+            return
+        except OSError:
+            continue
+
+
 def _read_vectors(path: Path, expected_sha: str | None, what: str) -> np.ndarray:
     if not path.is_file():
         raise IndexError_(f"index file {path} is missing; {REBUILD_HINT}")
@@ -232,6 +251,8 @@ def _read_vectors(path: Path, expected_sha: str | None, what: str) -> np.ndarray
 def load_index(path: str | Path | None = None) -> TagIndex:
     """Read and validate an index directory."""
     directory = Path(path) if path is not None else default_index_path()
+    if not directory.exists():
+        _recover_interrupted_swap(directory)
     if not directory.is_dir():
         raise IndexError_(f"index directory {directory} does not exist; {REBUILD_HINT}")
     manifest_path = directory / MANIFEST

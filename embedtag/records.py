@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embedtag.errors import InputError
 from embedtag.tagger import Document
@@ -38,6 +39,15 @@ def read_readme(path: str | Path) -> str:
     return decode_readme(data, f"README {p}")
 
 
+def _valid_unicode(text: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800") that no encoder or tokenizer accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True)
 class Record:
     """One input line: a document to tag, or the reason it cannot be tagged."""
@@ -53,6 +63,8 @@ def parse_record(line_text: str, line: int, base_dir: Path) -> Record:
         data = json.loads(line_text)
     except json.JSONDecodeError as exc:
         return Record(line, None, error=f"line {line} is not valid JSON ({exc.msg})")
+    except (ValueError, RecursionError) as exc:  # absurd nesting or a 5,000-digit number
+        return Record(line, None, error=f"line {line} is not usable JSON ({type(exc).__name__})")
     if not isinstance(data, dict):
         return Record(line, None, error=f"line {line} is not a JSON object")
     raw_id = data.get("id")
@@ -60,7 +72,7 @@ def parse_record(line_text: str, line: int, base_dir: Path) -> Record:
         return Record(line, None, error=f"line {line} has no 'id'")
     if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
         return Record(line, None, error=f"line {line}: 'id' must be a string or an integer")
-    record_id = str(raw_id)
+    record_id = _valid_unicode(str(raw_id))
     description = data.get("description") or ""
     if not isinstance(description, str):
         return Record(line, record_id, error=f"line {line}: 'description' must be a string")
@@ -81,7 +93,7 @@ def parse_record(line_text: str, line: int, base_dir: Path) -> Record:
         readme = ""
     else:
         return Record(line, record_id, error=f"line {line} has no 'readme', 'readme_path' or 'description'")
-    return Record(line, record_id, Document(record_id, readme, description))
+    return Record(line, record_id, Document(record_id, _valid_unicode(readme), _valid_unicode(description)))
 
 
 def read_records(path: str | Path, skip: int = 0) -> Iterator[Record]:
@@ -115,24 +127,23 @@ def read_records(path: str | Path, skip: int = 0) -> Iterator[Record]:
             stream.close()
 
 
-def completed_lines(output: Path) -> int:
-    """How many whole result lines an interrupted run left; a torn last line is cut off."""
+def completed_results(output: Path) -> list[dict[str, Any]]:
+    """The whole result lines an interrupted run left; a torn last line is cut off the file."""
     if not output.exists():
-        return 0
+        return []
     data = output.read_bytes()
     keep = data[: data.rfind(b"\n") + 1]
-    good = 0
-    for raw in keep.splitlines():
+    results: list[dict[str, Any]] = []
+    lines = keep.splitlines(keepends=True)
+    for raw in lines:
         try:
-            json.loads(raw)
-        except json.JSONDecodeError:
+            results.append(json.loads(raw))
+        except ValueError:
             break
-        good += 1
-    lines = keep.splitlines(keepends=True)[:good]
-    kept = b"".join(lines)
+    kept = b"".join(lines[: len(results)])
     if kept != data:
         output.write_bytes(kept)
-    return good
+    return results
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from embedtag.scoring import (
     tag_similarities,
 )
 from embedtag.tags import Tag
-from embedtag.text import Chunk, clean_text, document_chunks
+from embedtag.text import MAX_DESCRIPTION_CHARS, MAX_README_CHARS, Chunk, clean_text, document_chunks
 
 # FAISS returns this many nearest tag texts per chunk; the rest count as "far".
 SEARCH_K = 1024
@@ -143,10 +143,11 @@ class Tagger:
         weights = np.array([c.weight for c in chunks], dtype=np.float32)
         scores = aggregate_votes(tag_sims, weights, s.mean_weight)
         if s.keyword_weight:
-            opening = f"{doc.description}\n{clean_text(doc.readme[:200_000])[: s.keyword_chars]}"
+            description = doc.description[:MAX_DESCRIPTION_CHARS]
+            opening = f"{description}\n{clean_text(doc.readme[:MAX_README_CHARS])[: s.keyword_chars]}"
             scores = scores + s.keyword_weight * keyword_hits(opening, self._patterns)
         if s.cue_weight and any(self._cues):
-            raw = f"{doc.description}\n{doc.readme[: s.cue_chars]}"
+            raw = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{doc.readme[: s.cue_chars]}"
             scores = scores + s.cue_weight * cue_hits(raw, self._cues)
         if s.example_weight and self.index.examples and len(vectors):
             doc_vector = document_vector(chunks, vectors)

@@ -20,25 +20,31 @@ _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _HTML_BLOCK_DROP = re.compile(r"<(script|style|svg|pre|code)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,2000}>")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINKED_IMAGE = re.compile(r"\[\s*!\[[^\]]*\]\([^)]*\)\s*\]\([^)]*\)")
-_REF_IMAGE = re.compile(r"!\[[^\]]*\]\[[^\]]*\]")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
-_LINK_DEF = re.compile(r"^\s*\[[^\]]+\]:\s*\S+.*$", re.MULTILINE)
+# Spans are bounded and exclude their own delimiters, so unbalanced markup ("[[[[...") costs
+# linear, not quadratic, time.
+_IMAGE = re.compile(r"!\[([^\[\]\n]{0,500})\]\([^()\n]{0,2000}\)")
+_LINKED_IMAGE = re.compile(r"\[\s*!\[[^\[\]\n]{0,500}\]\([^()\n]{0,2000}\)\s*\]\([^()\n]{0,2000}\)")
+_REF_IMAGE = re.compile(r"!\[[^\[\]\n]{0,500}\]\[[^\[\]\n]{0,200}\]")
+_LINK = re.compile(r"\[([^\[\]\n]{0,500})\]\([^()\n]{0,2000}\)")
+_REF_LINK = re.compile(r"\[([^\[\]\n]{1,500})\]\[[^\[\]\n]{0,200}\]")
+_LINK_DEF = re.compile(r"^[ \t]{0,3}\[[^\[\]\n]{1,500}\]:[ \t]*\S+.*$", re.MULTILINE)
 _URL = re.compile(r"(https?|ftp)://\S+|www\.\S+")
 _INLINE_CODE = re.compile(r"`([^`\n]*)`")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s*(.*?)\s*#*\s*$")
 _SETEXT = re.compile(r"^\s*(=+|-+)\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _LIST_OF_ANCHORS = re.compile(r"^\s*([-*+]|\d+\.)\s*\[[^\]]*\]\(#[^)]*\)\s*$")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.{1,200}?)(?<=\S)\1")
 _RST_DIRECTIVE = re.compile(r"^\s*\.\. [a-z-]+::.*$|^\s*:[a-z-]+:.*$", re.MULTILINE)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
 _WORD = re.compile(r"\w", re.UNICODE)
 MIN_PROSE_WORDS = 5
+# A description is one line; past this it is a README pasted in the wrong field.
+MAX_DESCRIPTION_CHARS = 10_000
+# Only the opening of a README is ever embedded; cleaning more would be wasted work.
+MAX_README_CHARS = 200_000
 
 
 @dataclass(frozen=True)
@@ -219,12 +225,12 @@ def document_chunks(
     work for a 20 MB README.
     """
     chunks: list[Chunk] = []
-    description = _strip_inline(description or "")
+    description = _strip_inline((description or "")[:MAX_DESCRIPTION_CHARS])
     if _WORD.search(description):
         for piece in chunk_text(description, max_tokens, count_tokens)[:2]:
             chunks.append(Chunk(piece, description_weight, "description"))
     # Bound the text before cleaning: a 20 MB README must not cost 20 MB of regex work.
-    sections = clean_sections((readme or "")[:200_000])
+    sections = clean_sections((readme or "")[:MAX_README_CHARS])
     budget = max_chunks
     position = 0
     for section in sections:
