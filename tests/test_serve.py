@@ -425,7 +425,9 @@ def test_openapi_contract(server: str, mode: str) -> None:
         strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
 
         @given(case=strategy)
-        @settings(max_examples=20, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=20, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         def check(case: Any) -> None:
             case.call_and_validate(timeout=30)
 
