@@ -216,23 +216,20 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _recover_interrupted_swap(directory: Path) -> None:
-    """A build killed between its two renames leaves the old index aside as `.NAME.old-*`:
-    put the newest complete one back."""
+def _index_set_aside(directory: Path) -> Path | None:
+    """A build killed between its two renames leaves the old index aside as `.NAME.old-*`.
+
+    Readers use it where it lies and never move it: moving it back could undo a build that is
+    between its renames right now."""
     parent = directory.parent
     if not parent.is_dir():
-        return
+        return None
     candidates = sorted(
         (p for p in parent.glob(f".{directory.name}.old-*") if (p / MANIFEST).is_file()),
         key=lambda p: p.stat().st_mtime,
         reverse=True,
     )
-    for candidate in candidates:
-        try:
-            os.rename(candidate, directory)
-            return
-        except OSError:
-            continue
+    return candidates[0] if candidates else None
 
 
 def _read_vectors(path: Path, expected_sha: str | None, what: str) -> np.ndarray:
@@ -252,7 +249,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
     """Read and validate an index directory."""
     directory = Path(path) if path is not None else default_index_path()
     if not directory.exists():
-        _recover_interrupted_swap(directory)
+        directory = _index_set_aside(directory) or directory
     if not directory.is_dir():
         raise IndexError_(f"index directory {directory} does not exist; {REBUILD_HINT}")
     manifest_path = directory / MANIFEST
