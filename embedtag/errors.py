@@ -19,7 +19,7 @@ class ModelError(EmbedtagError):
     """The embedding model is missing or cannot be loaded."""
 
 
-class IndexError_(EmbedtagError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class IndexError_(EmbedtagError):
     """The index is missing, corrupt, stale or built for another model or tag list."""
 
 
