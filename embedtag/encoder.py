@@ -376,8 +376,8 @@ def bert_numpy(spec: BertSpec, w: dict[str, np.ndarray], input_ids: np.ndarray, 
 
 
 def _one_blas_thread() -> Any:
-    """OpenBLAS threads on many small matrices crawl when the cores are busy (7x slower, measured
-    in benchmarks/speed.md); one thread is steady. threadpoolctl ships with scikit-learn."""
+    """OpenBLAS threads on many small matrices stall when the cores are busy; one thread is
+    steady. threadpoolctl comes with scikit-learn (a sentence-transformers dependency)."""
     try:
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,import-not-found]
     except ImportError:

@@ -558,10 +558,9 @@ def create_app_from_env() -> FastAPI:
 
     tagger = Tagger.load(os.environ.get(ENV_INDEX) or None, os.environ.get(ENV_MODEL) or None)
     threads = int(os.environ.get(ENV_THREADS) or 0)
-    if threads and "torch" in sys.modules:  # workers share the cores instead of each taking all
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads = getattr(tagger.encoder, "set_threads", None)
+    if threads and set_threads is not None:  # workers share the cores instead of each taking all
+        set_threads(threads)
     origins = [o for o in os.environ.get(ENV_ORIGINS, "").split(",") if o]
     return create_app(
         tagger,
