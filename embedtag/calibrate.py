@@ -1,32 +1,40 @@
 """Learning from labelled READMEs without a training loop.
 
-Two things are fitted on labelled data: kNN prototypes (each labelled README's vector votes
-for its tags) and per-tag score biases (a tag that wins too often is pushed down, one that is
-missed is pulled up). Everything works on precomputed score matrices, so cross-validation
-encodes each README once.
+Two things come from labelled data: kNN prototypes (each labelled README's vector votes for its
+tags) and a ranker, a logistic layer of ten weights that turns a README's evidence for a tag
+(zero-shot score, its rank, keyword and cue hits, the neighbours' votes) into the chance the tag
+is one an annotator would pick. Everything works on precomputed score matrices, so
+cross-validation encodes each README once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord
-from embedtag.scoring import ScoringSettings
+from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
 from embedtag.tagger import Tagger, document_vector
 
-# Weight of labelled neighbours' votes (5-fold CV on the dev set: benchmarks/quality.md).
+# Weight of labelled neighbours' votes in an index with examples but no ranker (before
+# `embedtag calibrate`); a calibrated ranker weighs the votes itself.
 EXAMPLE_WEIGHT = 0.25
+# L2 penalty of the ranker's logistic fit; 0.1 to 10 give the same CV F1 on the dev set.
+RANKER_L2 = 1.0
+THRESHOLD_GRID = tuple(round(0.1 + 0.025 * i, 3) for i in range(21))  # 0.1 .. 0.6
 
 
 @dataclass
 class ScoredSet:
-    """Per-document zero-shot scores, document vectors and gold labels (as tag positions)."""
+    """Per-document zero-shot evidence, document vectors and gold labels (as tag positions)."""
 
     ids: list[str]
-    zero_shot: np.ndarray  # (docs x tags), keyword evidence included, no bias, no examples
+    zero_shot: np.ndarray  # (docs x tags) zero-shot scores: chunk votes + keyword + cue weights
+    keyword: np.ndarray  # (docs x tags) keyword hits
+    cue: np.ndarray  # (docs x tags) cue shares
     doc_vectors: np.ndarray  # (docs x dim), L2-normalised
     core: list[tuple[int, ...]]
     also: list[tuple[int, ...]]
@@ -36,6 +44,8 @@ class ScoredSet:
         return ScoredSet(
             [self.ids[i] for i in rows],
             self.zero_shot[rows],
+            self.keyword[rows],
+            self.cue[rows],
             self.doc_vectors[rows],
             [self.core[i] for i in rows],
             [self.also[i] for i in rows],
@@ -47,6 +57,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
     position = {tag.key: i for i, tag in enumerate(tagger.index.tags)}
     n_tags = len(tagger.index.tags)
     zero = np.zeros((len(records), n_tags), dtype=np.float32)
+    keyword = np.zeros_like(zero)
+    cue = np.zeros_like(zero)
     vectors = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
     no_examples = tagger.without_examples()
     for start in range(0, len(records), batch_size):
@@ -59,15 +71,36 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
             offset += len(chunks)
             if not chunks:
                 continue
-            scores, _ = no_examples.score(record.document, chunks, v)
-            zero[start + row] = scores
+            evidence = no_examples.score(record.document, chunks, v)
+            zero[start + row] = evidence.scores
+            keyword[start + row] = evidence.keyword
+            cue[start + row] = evidence.cue
             vectors[start + row] = document_vector(chunks, v)
     return ScoredSet(
         ids=[r.document.id for r in records],
         zero_shot=zero,
+        keyword=keyword,
+        cue=cue,
         doc_vectors=vectors,
         core=[tuple(position[t] for t in r.core if t in position) for r in records],
         also=[tuple(position[t] for t in r.also if t in position) for r in records],
+    )
+
+
+def examples_from_index(index: TagIndex) -> ScoredSet | None:
+    """An index's labelled examples as a ScoredSet (vectors and labels only), for `predict`."""
+    if not index.examples or index.example_vectors is None:
+        return None
+    position = {tag.id: i for i, tag in enumerate(index.tags)}
+    empty = np.zeros((len(index.examples), len(index.tags)), dtype=np.float32)
+    return ScoredSet(
+        ids=[e.id for e in index.examples],
+        zero_shot=empty,
+        keyword=empty,
+        cue=empty,
+        doc_vectors=index.example_vectors,
+        core=[tuple(position[t] for t in e.core if t in position) for e in index.examples],
+        also=[tuple(position[t] for t in e.also if t in position) for e in index.examples],
     )
 
 
@@ -98,14 +131,17 @@ def example_matrix(
     return out
 
 
-def predict(scores: np.ndarray, settings: ScoringSettings, bias: np.ndarray) -> list[list[int]]:
-    """The same selection as `scoring.select_tags`, vectorised over documents."""
-    adjusted = scores - bias[None, :]
-    k = min(settings.max_tags, adjusted.shape[1])
-    order = np.argsort(-adjusted, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(adjusted, order, axis=1)
-    keep = (top >= settings.threshold) & (top >= top[:, :1] - settings.margin)
-    return [[int(t) for t, ok in zip(o, m, strict=True) if ok] for o, m in zip(order, keep, strict=True)]
+def predict(
+    scored: ScoredSet, examples: ScoredSet | None, settings: ScoringSettings, exclude_self: bool = False
+) -> tuple[list[list[int]], np.ndarray]:
+    """What `Tagger` would pick for each scored README (tag positions), and the values it
+    selected on; `examples` are the labelled neighbours (None: no examples)."""
+    n_tags = scored.zero_shot.shape[1]
+    if examples is not None and len(examples.ids):
+        votes = example_matrix(scored.doc_vectors, examples, settings.example_k, n_tags, exclude_self)
+    else:
+        votes = np.zeros_like(scored.zero_shot)
+    return choose_tags(scored.zero_shot, scored.keyword, scored.cue, votes, settings)
 
 
 def micro_f1(preds: list[list[int]], core: Sequence[tuple[int, ...]]) -> float:
@@ -115,97 +151,56 @@ def micro_f1(preds: list[list[int]], core: Sequence[tuple[int, ...]]) -> float:
     return 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0
 
 
-def fit_biases(
-    scores: np.ndarray,
-    core: Sequence[tuple[int, ...]],
-    settings: ScoringSettings,
-    grid: Sequence[float] = (-0.08, -0.05, -0.03, -0.015, 0.0, 0.015, 0.03, 0.05, 0.08),
-    rounds: int = 2,
-    min_gain: float = 0.002,
-) -> np.ndarray:
-    """Per-tag biases by coordinate ascent on training micro-F1.
-
-    A bias moves from 0 only when it gains at least `min_gain` F1, so tags with one or two
-    examples are rarely touched (less overfitting on a small labelled set).
-    """
-    n_tags = scores.shape[1]
-    bias = np.zeros(n_tags, dtype=np.float32)
-    best = micro_f1(predict(scores, settings, bias), core)
-    for _ in range(rounds):
-        improved = False
-        for tag in range(n_tags):
-            current = bias[tag]
-            for value in grid:
-                if value == current:
-                    continue
-                bias[tag] = value
-                f1 = micro_f1(predict(scores, settings, bias), core)
-                threshold = min_gain if value != 0.0 else 0.0
-                if f1 > best + threshold:
-                    best, current, improved = f1, value, True
-            bias[tag] = current
-        if not improved:
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> np.ndarray:
+    """Weights (intercept first) of an L2-penalised logistic regression, by Newton's method."""
+    x = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(x.shape[1])
+    penalty = l2 * np.diag([0.0] + [1.0] * (x.shape[1] - 1))
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30.0, 30.0)))
+        gradient = x.T @ (p - y) + penalty @ w
+        hessian = (x * (p * (1.0 - p))[:, None]).T @ x + penalty + 1e-6 * np.eye(len(w))
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-7:
             break
-    return bias
+    return w
 
 
-def fit_selection(
-    scores: np.ndarray, core: Sequence[tuple[int, ...]], settings: ScoringSettings, bias: np.ndarray
-) -> tuple[float, float]:
-    """Global threshold and margin that maximise training micro-F1."""
-    best = (-1.0, settings.threshold, settings.margin)
-    for threshold in (-1.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45):
-        for margin in (0.03, 0.05, 0.07, 0.1, 0.13, 0.16, 0.2):
-            trial = ScoringSettings(max_tags=settings.max_tags, threshold=threshold, margin=margin)
-            f1 = micro_f1(predict(scores, trial, bias), core)
-            if f1 > best[0] + 1e-9:
-                best = (f1, threshold, margin)
-    return best[1], best[2]
+def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool = True) -> Ranker:
+    """Fit the ranker's weights on labelled READMEs, then the chance threshold that gives the
+    best micro-F1 on them.
 
-
-@dataclass
-class Calibration:
-    example_weight: float
-    threshold: float
-    margin: float
-    bias: np.ndarray
-
-
-def calibrate(
-    train: ScoredSet,
-    settings: ScoringSettings,
-    use_examples: bool = True,
-    example_weight: float = EXAMPLE_WEIGHT,
-) -> Calibration:
-    """Fit selection settings and per-tag biases on labelled data.
-
-    With examples, training scores use leave-self-out neighbours so a README never votes for
-    itself (that would make every tag look easy).
+    With examples, each training README's votes come from the other training READMEs
+    (leave-self-out), as they will for a new README.
     """
-    n_tags = train.zero_shot.shape[1]
-    scores = train.zero_shot
-    weight = example_weight if use_examples else 0.0
-    if weight:
+    n_docs, n_tags = train.zero_shot.shape
+    if use_examples:
         votes = example_matrix(train.doc_vectors, train, settings.example_k, n_tags, exclude_self=True)
-        scores = scores + weight * votes
-    zero_bias = np.zeros(n_tags, dtype=np.float32)
-    threshold, margin = fit_selection(scores, train.core, settings, zero_bias)
-    tuned = ScoringSettings(max_tags=settings.max_tags, threshold=threshold, margin=margin)
-    bias = fit_biases(scores, train.core, tuned)
-    threshold, margin = fit_selection(scores, train.core, settings, bias)
-    return Calibration(weight, threshold, margin, bias)
+    else:
+        votes = np.zeros_like(train.zero_shot)
+    features = ranker_features(train.zero_shot, train.keyword, train.cue, votes)
+    target = np.zeros((n_docs, n_tags))
+    for row, core in enumerate(train.core):
+        target[row, list(core)] = 1.0
+    w = _logistic(features.reshape(-1, len(RANKER_FEATURES)), target.reshape(-1), RANKER_L2)
+    ranker = Ranker(dict(zip(RANKER_FEATURES, (float(v) for v in w[1:]), strict=True)), float(w[0]), 0.5)
+    best = (-1.0, ranker.threshold)
+    for threshold in THRESHOLD_GRID:
+        trial = replace(settings, ranker=replace(ranker, threshold=threshold))
+        f1 = micro_f1(choose_tags(train.zero_shot, train.keyword, train.cue, votes, trial)[0], train.core)
+        if f1 > best[0] + 1e-9:
+            best = (f1, threshold)
+    return replace(ranker, threshold=best[1])
 
 
-def apply(
-    scores: ScoredSet, examples: ScoredSet | None, settings: ScoringSettings, cal: Calibration
-) -> list[list[int]]:
-    """Predictions for `scores` with a calibration and (optionally) examples."""
-    total = scores.zero_shot
-    if examples is not None and cal.example_weight:
-        votes = example_matrix(scores.doc_vectors, examples, settings.example_k, total.shape[1])
-        total = total + cal.example_weight * votes
-    tuned = ScoringSettings(max_tags=settings.max_tags, threshold=cal.threshold, margin=cal.margin)
-    return predict(total, tuned, cal.bias)
+def calibrate(train: ScoredSet, settings: ScoringSettings, use_examples: bool = True) -> ScoringSettings:
+    """Scoring settings with a ranker fitted on `train` (what the manifest stores).
+
+    Tag biases are dropped: the ranker is fitted on unbiased scores.
+    """
+    ranker = fit_ranker(train, settings, use_examples)
+    return replace(settings, ranker=ranker, tag_bias={}, example_weight=EXAMPLE_WEIGHT if use_examples else 0.0)
 
 
 def folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
@@ -214,47 +209,32 @@ def folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
     return [sorted(int(i) for i in order[f::k]) for f in range(k)]
 
 
-def calibrated_settings(settings: ScoringSettings, cal: Calibration, tag_ids: Sequence[int]) -> ScoringSettings:
-    """Scoring settings with a calibration written in (what the manifest stores)."""
-    from dataclasses import replace
-
-    return replace(
-        settings,
-        example_weight=cal.example_weight,
-        threshold=cal.threshold,
-        margin=cal.margin,
-        tag_bias={int(t): float(b) for t, b in zip(tag_ids, cal.bias, strict=True) if b != 0.0},
-    )
-
-
 def cross_validate(
     scored: ScoredSet,
     settings: ScoringSettings,
     n_folds: int = 5,
     use_examples: bool = True,
-    calibrate_biases: bool = True,
+    calibrated: bool = True,
     seed: int = 0,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Fit on k-1 folds, predict the held-out fold; returns predictions (tag positions) for
-    every document and the final scores behind them (for precision-recall curves)."""
+    every document and the values they were selected on (for precision-recall curves).
+
+    Without `calibrated` the fold uses `settings` as they are (zero-shot, or examples added
+    with `EXAMPLE_WEIGHT`, as an index built with --examples and not calibrated would)."""
     n = len(scored.ids)
     if n_folds < 2 or n_folds > n:
         raise ValueError(f"--folds must be between 2 and the number of items ({n})")
     preds: list[list[int]] = [[] for _ in range(n)]
     final = np.zeros_like(scored.zero_shot)
+    base = replace(settings, ranker=None, tag_bias={}, example_weight=EXAMPLE_WEIGHT if use_examples else 0.0)
     for fold in folds(n, n_folds, seed):
         held = set(fold)
         train = scored.subset([i for i in range(n) if i not in held])
         test = scored.subset(fold)
-        cal = calibrate(train, settings, use_examples=use_examples, example_weight=EXAMPLE_WEIGHT)
-        if not calibrate_biases:
-            cal.bias[:] = 0.0
-        for row, p in zip(fold, apply(test, train if use_examples else None, settings, cal), strict=True):
+        fitted = calibrate(train, base, use_examples) if calibrated else base
+        fold_preds, values = predict(test, train if use_examples else None, fitted)
+        for row, p in zip(fold, fold_preds, strict=True):
             preds[row] = p
-        total = test.zero_shot
-        if use_examples:
-            total = total + cal.example_weight * example_matrix(
-                test.doc_vectors, train, settings.example_k, total.shape[1]
-            )
-        final[fold] = total - cal.bias[None, :]
+        final[fold] = values
     return preds, final

@@ -12,6 +12,7 @@ import click
 from embedtag.errors import EmbedtagError, TagListError
 
 if TYPE_CHECKING:
+    from embedtag.scoring import ScoringSettings
     from embedtag.tagger import Tagger
 
 TAG_FORMATS = click.Choice(["names", "ids", "objects"])
@@ -188,12 +189,14 @@ def info(index: str | None) -> None:
     s = idx.settings
     lines = [
         f"index       {Path(index) if index else default_index_path()}",
-        f"model       {idx.model_name} ({idx.model_fingerprint}), {idx.dimension} dims, {idx.max_tokens} tokens/chunk",
+        f"model       {idx.model_name} ({idx.model_fingerprint}), {idx.dimension} dims",
         f"tags        {len(idx.tags)}",
         f"tag texts   {len(idx.texts)}",
         f"examples    {len(idx.examples)}",
-        f"thresholds  score >= {s.threshold}, within {s.margin} of the best, at most {s.max_tags} tags",
-        f"calibrated  {len(s.tag_bias)} per-tag biases",
+        f"chunks      {s.max_chunks} x {s.max_tokens} tokens",
+        f"thresholds  score >= {s.threshold}, within {s.margin} of the best, at most {s.max_tags} tags"
+        + (" (used without a ranker)" if s.ranker else ""),
+        f"calibrated  {_describe_ranker(s)}",
     ]
     click.echo("\n".join(lines))
 
@@ -262,6 +265,12 @@ def _read_gold(path: str, tagger: Tagger) -> Any:
         raise _fail(exc) from None
 
 
+def _describe_ranker(settings: ScoringSettings) -> str:
+    if settings.ranker is None:
+        return f"no (zero-shot selection; {len(settings.tag_bias)} tag biases)"
+    return f"yes: ranker keeps tags with chance >= {settings.ranker.threshold}"
+
+
 @cli.command("eval")
 @click.argument("gold_path", metavar="GOLD.jsonl", type=click.Path(exists=True, dir_okay=False))
 @index_option
@@ -280,7 +289,7 @@ def eval_cmd(
     """Precision, recall, F1, hit@1 and a per-tag table against gold tags."""
     import numpy as np
 
-    from embedtag.calibrate import cross_validate, score_labelled
+    from embedtag.calibrate import cross_validate, examples_from_index, predict, score_labelled
     from embedtag.evaluate import (
         GoldItem,
         evaluate,
@@ -308,7 +317,7 @@ def eval_cmd(
         scored = score_labelled(tagger, records)
         try:
             positions, final = cross_validate(
-                scored, tagger.settings, folds, use_examples=not zero_shot, calibrate_biases=not zero_shot
+                scored, tagger.settings, folds, use_examples=not zero_shot, calibrated=not zero_shot
             )
         except ValueError as exc:
             raise UserError(str(exc), 2) from None
@@ -322,9 +331,9 @@ def eval_cmd(
         if final is None:
             scored = score_labelled(tagger, records)
             bias = np.array([tagger.settings.tag_bias.get(t.id, 0.0) for t in tagger.index.tags])
-            final = scored.zero_shot - bias[None, :]
-            if tagger.index.examples:
-                click.echo("note: the plot's curve uses zero-shot scores (examples not included)", err=True)
+            scored.zero_shot -= bias[None, :]
+            examples = examples_from_index(tagger.index)
+            _, final = predict(scored, examples, tagger.settings)
         curve = precision_recall_curve(final, gold, names)
         try:
             plot_precision_recall(curve, (report.strict_recall, report.strict_precision), plot,
@@ -344,7 +353,8 @@ def eval_cmd(
     "--out", type=click.Path(file_okay=False), help="Where to write the calibrated index [default: in place]."
 )
 def calibrate(gold_path: str, index: str | None, model: str | None, examples: bool, out: str | None) -> None:
-    """Fit per-tag biases and thresholds on labelled READMEs and store them in the index."""
+    """Fit the ranker (how much each kind of evidence counts) on labelled READMEs and store it
+    in the index."""
     from dataclasses import replace
 
     from embedtag import calibrate as cal_mod
@@ -355,16 +365,16 @@ def calibrate(gold_path: str, index: str | None, model: str | None, examples: bo
     records = _read_gold(gold_path, tagger)
     scored = cal_mod.score_labelled(tagger, records)
     base = tagger.without_examples()
-    cal = cal_mod.calibrate(scored, base.settings, use_examples=examples)
-    settings = cal_mod.calibrated_settings(base.settings, cal, [t.id for t in tagger.index.tags])
+    settings = cal_mod.calibrate(scored, base.settings, use_examples=examples)
     new_index = replace(base.index, settings=settings)
     if examples:
         new_index = with_examples(new_index, base, records, scored.doc_vectors)
     target = out or index or str(default_index_path())
     new_index.save(target)
+    assert settings.ranker is not None
     click.echo(
-        f"wrote {target}: threshold {cal.threshold}, margin {cal.margin}, {len(settings.tag_bias)} tag biases, "
-        f"{len(new_index.examples)} examples (weight {cal.example_weight})",
+        f"wrote {target}: ranker fitted on {len(records)} READMEs (keeps tags with chance >= "
+        f"{settings.ranker.threshold}), {len(new_index.examples)} examples",
         err=True,
     )
 

@@ -13,16 +13,16 @@ from embedtag.encoder import Encoder, load_encoder
 from embedtag.index import TagIndex, load_index
 from embedtag.scoring import (
     aggregate_votes,
+    choose_tags,
     cue_hits,
     cue_patterns,
     example_votes,
     keyword_hits,
     keyword_pattern,
-    select_tags,
     tag_similarities,
 )
 from embedtag.tags import Tag
-from embedtag.text import MAX_DESCRIPTION_CHARS, MAX_README_CHARS, Chunk, clean_text, document_chunks
+from embedtag.text import MAX_DESCRIPTION_CHARS, Chunk, Section, document_chunks, readme_sections, sections_text
 
 # FAISS returns this many nearest tag texts per chunk; the rest count as "far".
 SEARCH_K = 1024
@@ -42,6 +42,17 @@ class Document:
     id: str
     readme: str = ""
     description: str = ""
+
+
+@dataclass
+class Evidence:
+    """What one README says about every tag (arrays over the index's tags)."""
+
+    scores: np.ndarray  # zero-shot: chunk votes + keyword + cue weights, tag bias taken off
+    keyword: np.ndarray  # 1 where the tag's name or an alias is in the description/opening
+    cue: np.ndarray  # share of the tag's README cues that match
+    examples: np.ndarray  # labelled neighbours' votes (zeros without examples)
+    tag_sims: np.ndarray  # (chunks x tags) similarities, for explanations
 
 
 @dataclass
@@ -92,10 +103,10 @@ class Tagger:
         self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
 
     def without_examples(self) -> Tagger:
-        """The same model and tag texts scoring zero-shot (no prototypes, no biases)."""
+        """The same model and tag texts scoring zero-shot (no prototypes, biases or ranker)."""
         from dataclasses import replace
 
-        settings = replace(self.settings, example_weight=0.0, tag_bias={})
+        settings = replace(self.settings, example_weight=0.0, tag_bias={}, ranker=None)
         return Tagger(
             replace(self.index, settings=settings, examples=[], example_vectors=None, _faiss_examples=None),
             self.encoder,
@@ -109,7 +120,8 @@ class Tagger:
 
     # ---- the pipeline -------------------------------------------------------------------------
 
-    def chunks(self, doc: Document) -> list[Chunk]:
+    def chunks(self, doc: Document, sections: list[Section] | None = None) -> list[Chunk]:
+        """What gets embedded; `sections` are `readme_sections(doc.readme)` when already cleaned."""
         s = self.settings
         return document_chunks(
             doc.description,
@@ -120,6 +132,7 @@ class Tagger:
             description_weight=s.description_weight,
             intro_weight=s.intro_weight,
             decay=s.decay,
+            sections=sections,
         )
 
     def _search(self, vectors: np.ndarray) -> np.ndarray:
@@ -135,43 +148,55 @@ class Tagger:
         sims[rows[valid], ids.reshape(-1)[valid]] = distances.reshape(-1)[valid]
         return sims
 
-    def score(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-tag scores for one document, and the (chunks x tags) similarities behind them."""
+    def score(
+        self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, sections: list[Section] | None = None
+    ) -> Evidence:
+        """Every tag's evidence for one document (`sections` as for `chunks`)."""
         s = self.settings
         n_tags = len(self.index.tags)
         tag_sims = tag_similarities(self._search(vectors), self._text_rows, n_tags, s.text_top_k)
         weights = np.array([c.weight for c in chunks], dtype=np.float32)
-        scores = aggregate_votes(tag_sims, weights, s.mean_weight)
+        scores = aggregate_votes(tag_sims, weights, s.mean_weight) - self._bias
+        keyword = np.zeros(n_tags, dtype=np.float32)
+        cue = np.zeros(n_tags, dtype=np.float32)
+        examples = np.zeros(n_tags, dtype=np.float32)
         if s.keyword_weight:
-            description = doc.description[:MAX_DESCRIPTION_CHARS]
-            opening = f"{description}\n{clean_text(doc.readme[:MAX_README_CHARS])[: s.keyword_chars]}"
-            scores = scores + s.keyword_weight * keyword_hits(opening, self._patterns)
+            if sections is None:
+                sections = readme_sections(doc.readme)
+            opening = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{sections_text(sections, s.keyword_chars)}"
+            keyword = keyword_hits(opening, self._patterns)
+            scores = scores + s.keyword_weight * keyword
         if s.cue_weight and any(self._cues):
             raw = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{doc.readme[: s.cue_chars]}"
-            scores = scores + s.cue_weight * cue_hits(raw, self._cues)
-        if s.example_weight and self.index.examples and len(vectors):
+            cue = cue_hits(raw, self._cues)
+            scores = scores + s.cue_weight * cue
+        if self.index.examples and len(vectors):
             doc_vector = document_vector(chunks, vectors)
             k = min(s.example_k, len(self.index.examples))
             sims, ids = self.index.faiss_examples().search(doc_vector[None, :].astype(np.float32), k)
             labels = [self._example_labels[i] for i in ids[0] if i >= 0]
-            scores = scores + s.example_weight * example_votes(sims[0][: len(labels)], labels, n_tags)
-        return scores, tag_sims
+            examples = example_votes(sims[0][: len(labels)], labels, n_tags)
+        return Evidence(scores, keyword, cue, examples, tag_sims)
 
-    def _result(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, explain: bool) -> TagResult:
+    def _result(
+        self, doc: Document, sections: list[Section], chunks: list[Chunk], vectors: np.ndarray, explain: bool
+    ) -> TagResult:
         if not chunks:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
-        scores, tag_sims = self.score(doc, chunks, vectors)
-        chosen = select_tags(scores, self.settings, self._bias)
+        ev = self.score(doc, chunks, vectors, sections)
+        picked, values = choose_tags(
+            ev.scores[None, :], ev.keyword[None, :], ev.cue[None, :], ev.examples[None, :], self.settings
+        )
+        chosen, selected_on = picked[0], values[0]
         tags = [self.index.tags[i] for i in chosen]
         result = TagResult(doc.id, tags)
         if not tags:
             result.reason = "no tag scored above the threshold"
         if explain:
-            adjusted = scores - self._bias
-            for i in np.argsort(-adjusted)[:8]:
-                result.scores[self.index.tags[i].name] = float(adjusted[i])
+            for i in np.argsort(-selected_on)[:8]:
+                result.scores[self.index.tags[i].name] = float(selected_on[i])
             for i in chosen:
-                best = np.argsort(-tag_sims[:, i])[:2]
+                best = np.argsort(-ev.tag_sims[:, i])[:2]
                 result.evidence[self.index.tags[i].name] = [chunks[j].text[:200] for j in best]
         return result
 
@@ -190,11 +215,13 @@ class Tagger:
             yield from self._tag_batch(batch, explain)
 
     def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
-        per_doc = [self.chunks(doc) for doc in docs]
+        # Clean each README once: chunking and the keyword opening both read the sections.
+        per_doc_sections = [readme_sections(doc.readme) for doc in docs]
+        per_doc = [self.chunks(doc, sections) for doc, sections in zip(docs, per_doc_sections, strict=True)]
         flat = [c.text for chunks in per_doc for c in chunks]
         vectors = self.encoder.encode(flat)
         results, start = [], 0
-        for doc, chunks in zip(docs, per_doc, strict=True):
-            results.append(self._result(doc, chunks, vectors[start : start + len(chunks)], explain))
+        for doc, sections, chunks in zip(docs, per_doc_sections, per_doc, strict=True):
+            results.append(self._result(doc, sections, chunks, vectors[start : start + len(chunks)], explain))
             start += len(chunks)
         return results

@@ -121,14 +121,30 @@ def clean_sections(readme: str) -> list[Section]:
     return [s for s in sections if _WORD.search(s.heading) or s.text]
 
 
+def readme_sections(readme: str) -> list[Section]:
+    """The cleaned sections of a README's first MAX_README_CHARS characters."""
+    # Bound the text before cleaning: a 20 MB README must not cost 20 MB of regex work.
+    return clean_sections((readme or "")[:MAX_README_CHARS])
+
+
 def clean_text(readme: str) -> str:
     """The cleaned README as one string (headings kept as lines)."""
-    parts = []
-    for section in clean_sections(readme):
-        if section.heading:
-            parts.append(section.heading)
-        parts.append(section.text)
-    return "\n".join(p for p in parts if p)
+    return sections_text(clean_sections(readme))
+
+
+def sections_text(sections: list[Section], max_chars: int | None = None) -> str:
+    """Cleaned sections as one string (headings kept as lines), cut at `max_chars`."""
+    parts: list[str] = []
+    length = 0
+    for section in sections:
+        for part in (section.heading, section.text):
+            if part:
+                parts.append(part)
+                length += len(part) + 1
+        if max_chars is not None and length >= max_chars:
+            break
+    text = "\n".join(parts)
+    return text if max_chars is None else text[:max_chars]
 
 
 def approx_token_count(text: str) -> int:
@@ -217,20 +233,22 @@ def document_chunks(
     description_weight: float = 3.0,
     intro_weight: float = 2.0,
     decay: float = 0.85,
+    sections: list[Section] | None = None,
 ) -> list[Chunk]:
     """The chunks embedtag embeds for one project, best signal first.
 
     The description and the README's opening carry the most weight (they say what a project
     *is*); later chunks decay geometrically, and only `max_chunks` are kept, which bounds the
-    work for a 20 MB README.
+    work for a 20 MB README. `sections` are the README's `readme_sections` when the caller
+    already has them.
     """
     chunks: list[Chunk] = []
     description = _strip_inline((description or "")[:MAX_DESCRIPTION_CHARS])
     if _WORD.search(description):
         for piece in chunk_text(description, max_tokens, count_tokens)[:2]:
             chunks.append(Chunk(piece, description_weight, "description"))
-    # Bound the text before cleaning: a 20 MB README must not cost 20 MB of regex work.
-    sections = clean_sections((readme or "")[:MAX_README_CHARS])
+    if sections is None:
+        sections = readme_sections(readme)
     budget = max_chunks
     position = 0
     for section in sections:

@@ -93,8 +93,17 @@ def main() -> None:
         out = np.zeros((len(records), len(tags)), dtype=np.float32)
         for i, (r, chunks, (a, b)) in enumerate(zip(records, per_doc, spans, strict=True)):
             if chunks:
-                out[i] = t.score(r.document, chunks, vectors[a:b])[0]
+                out[i] = t.score(r.document, chunks, vectors[a:b]).scores
         return out
+
+    def evidence_matrices(t: Tagger) -> tuple[np.ndarray, np.ndarray]:
+        keyword = np.zeros((len(records), len(tags)), dtype=np.float32)
+        cue = np.zeros_like(keyword)
+        for i, (r, chunks, (a, b)) in enumerate(zip(records, per_doc, spans, strict=True)):
+            if chunks:
+                evidence = t.score(r.document, chunks, vectors[a:b])
+                keyword[i], cue[i] = evidence.keyword, evidence.cue
+        return keyword, cue
 
     def doc_vectors() -> np.ndarray:
         out = np.zeros((len(records), encoder.dimension), dtype=np.float32)
@@ -144,7 +153,7 @@ def main() -> None:
             for i, (r, chunks, (a, _b)) in enumerate(zip(records, per_doc, spans, strict=True)):
                 k = min(len(chunks), t.settings.max_chunks)
                 if k:
-                    scores[i] = t.score(r.document, chunks[:k], vectors[a : a + k])[0]
+                    scores[i] = t.score(r.document, chunks[:k], vectors[a : a + k]).scores
             from embedtag.scoring import select_tags
 
             preds = [[names[j] for j in select_tags(s, t.settings)] for s in scores]
@@ -155,6 +164,7 @@ def main() -> None:
     scored = ScoredSet(
         [r.document.id for r in records],
         zero_shot_scores(tagger),
+        *evidence_matrices(tagger),
         doc_vectors(),
         [tuple(position[t] for t in r.core) for r in records],
         [tuple(position[t] for t in r.also) for r in records],
@@ -163,8 +173,8 @@ def main() -> None:
     last_final = None
     for seed in range(args.seeds):
         for label, ex, bias in [
-            ("(d) calibration only (thresholds + per-tag biases)", False, True),
-            ("(d) examples only (kNN prototypes, fitted thresholds)", True, False),
+            ("(d) calibration only (ranker fitted, no examples)", False, True),
+            ("(d) examples only (kNN votes, no ranker)", True, False),
             ("(d) examples + calibration (the shipped setting)", True, True),
         ]:
             preds, final = cross_validate(scored, index.settings, args.folds, ex, bias, seed=seed)

@@ -423,9 +423,11 @@ def test_info(fake_index_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["index", str(fake_index_dir)]
-    assert lines[1] == "model       hashing (hashing-64), 64 dims, 128 tokens/chunk"
+    assert lines[1] == "model       hashing (hashing-64), 64 dims"
     assert lines[2] == "tags        7"
+    assert "chunks      12 x 64 tokens" in lines
     assert "thresholds  score >= 0.0, within 0.07 of the best, at most 3 tags" in lines
+    assert "calibrated  no (zero-shot selection; 0 tag biases)" in lines
 
 
 def test_info_missing_index(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from embedtag.cli import cli
 from embedtag.index import load_index
+from embedtag.scoring import RANKER_FEATURES
 
 DOCS = {
     "k8s": "kubeop is a Kubernetes operator that manages pods and clusters.",
@@ -92,6 +93,9 @@ def test_calibrate_stores_calibration_and_examples(gold: Path, index_copy: Path)
     after = load_index(index_copy)
     assert [e.id for e in after.examples] == [json.loads(x)["id"] for x in gold.read_text().splitlines()]
     assert after.settings.example_weight > 0
+    assert after.settings.ranker is not None and before.settings.ranker is None
+    assert set(after.settings.ranker.weights) == set(RANKER_FEATURES)
+    assert "calibrated  yes" in run("info", "--index", index_copy).stdout
     assert after.texts == before.texts
     readme = index_copy.parent / "r.md"
     readme.write_text(DOCS["database"])

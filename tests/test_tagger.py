@@ -99,8 +99,8 @@ def test_keyword_in_the_opening_adds_its_weight(fake_index: TagIndex, fake_encod
     doc = Document("d", "A tool that runs on k8s for cluster work and more.")
     chunks = with_keywords.chunks(doc)
     vectors = fake_encoder.encode([c.text for c in chunks])
-    scores_kw, _ = with_keywords.score(doc, chunks, vectors)
-    scores_plain, _ = without.score(doc, chunks, vectors)
+    scores_kw = with_keywords.score(doc, chunks, vectors).scores
+    scores_plain = without.score(doc, chunks, vectors).scores
     diff = scores_kw - scores_plain
     k8s = [t.id for t in fake_index.tags].index(11)
     assert diff[k8s] == pytest.approx(fake_index.settings.keyword_weight)

@@ -7,7 +7,15 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedtag.text import approx_token_count, chunk_text, clean_sections, clean_text, document_chunks
+from embedtag.text import (
+    approx_token_count,
+    chunk_text,
+    clean_sections,
+    clean_text,
+    document_chunks,
+    readme_sections,
+    sections_text,
+)
 
 WORD = re.compile(r"\w")
 
@@ -166,3 +174,16 @@ def test_document_chunks_never_crash_and_respect_bounds(
 def test_document_chunks_of_plain_prose_are_never_empty(text: str, max_tokens: int) -> None:
     assert document_chunks(text, "", max_tokens=max_tokens)  # as a description
     assert document_chunks("", text, max_tokens=max_tokens)  # as a README
+
+
+@given(readme_text, st.integers(min_value=0, max_value=400))
+def test_opening_from_sections_equals_the_cleaned_readme_cut(text: str, max_chars: int) -> None:
+    """The tagger reuses chunking's sections for the keyword opening instead of cleaning twice."""
+    sections = readme_sections(text)
+    assert sections_text(sections, max_chars) == clean_text(text)[:max_chars]
+    assert sections_text(sections) == clean_text(text)
+
+
+@given(readme_text, st.text(max_size=80))
+def test_document_chunks_with_given_sections_are_the_same(text: str, description: str) -> None:
+    assert document_chunks(description, text, sections=readme_sections(text)) == document_chunks(description, text)

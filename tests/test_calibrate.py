@@ -1,0 +1,143 @@
+"""The ranker: its features, selection, fitting, and use by the tagger (no model needed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedtag.calibrate import (
+    ScoredSet,
+    calibrate,
+    cross_validate,
+    fit_ranker,
+    micro_f1,
+    predict,
+)
+from embedtag.encoder import HashingEncoder
+from embedtag.index import TagIndex, load_index
+from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
+from embedtag.tagger import Tagger
+
+
+def f32(rows: list[list[float]]) -> np.ndarray:
+    return np.array(rows, dtype=np.float32)
+
+
+def test_features_are_relative_to_the_readme() -> None:
+    scores = f32([[0.1, 0.3, 0.2, 0.0]])
+    examples = f32([[0.0, 0.0, 0.0, 0.0]])
+    features = ranker_features(scores, f32([[0, 1, 0, 0]]), f32([[0, 0, 0.5, 0]]), examples)
+    assert features.shape == (1, 4, len(RANKER_FEATURES))
+    column = {name: features[0, :, i].tolist() for i, name in enumerate(RANKER_FEATURES)}
+    assert column["gap"] == pytest.approx([-0.2, 0.0, -0.1, -0.3])
+    assert column["first"] == [0, 1, 0, 0]
+    assert column["second"] == [0, 0, 1, 0]
+    assert column["third"] == [1, 0, 0, 0]
+    assert column["keyword"] == [0, 1, 0, 0]
+    assert column["cue"] == [0, 0, 0.5, 0]
+    assert column["examples_first"] == [0, 0, 0, 0]  # no votes: nobody leads
+    votes = ranker_features(scores, scores * 0, scores * 0, f32([[0.2, 0.0, 0.6, 0.0]]))
+    assert votes[0, :, RANKER_FEATURES.index("examples_first")].tolist() == [0, 0, 1, 0]
+    assert votes[0, :, RANKER_FEATURES.index("examples_gap")].tolist() == pytest.approx([-0.4, -0.6, 0.0, -0.6])
+
+
+KEYWORD_RANKER = Ranker({"keyword": 10.0, "score": 5.0}, intercept=-5.0, threshold=0.5, order_example_weight=0.1)
+
+
+def test_ranker_keeps_likely_tags_and_orders_them_by_score() -> None:
+    settings = ScoringSettings(ranker=KEYWORD_RANKER)
+    scores = f32([[0.5, 0.3, 0.4, 0.2]])
+    keyword = f32([[0, 1, 1, 1]])
+    none = np.zeros_like(scores)
+    chosen, chances = choose_tags(scores, keyword, none, none, settings)
+    assert chosen == [[2, 1, 3]]  # tag 0 has the best score but no keyword: unlikely, dropped
+    assert chances[0, 0] < 0.1 < 0.99 < chances[0, 1]
+    votes = f32([[0.0, 0.0, 0.0, 3.0]])  # neighbours' votes lift tag 3 to the front
+    assert choose_tags(scores, keyword, none, votes, settings)[0] == [[3, 2, 1]]
+    assert choose_tags(scores, keyword, none, none, replace(settings, max_tags=1))[0] == [[2]]
+    assert choose_tags(scores, none, none, none, settings)[0] == [[]]
+
+
+def test_without_a_ranker_examples_add_their_weight() -> None:
+    settings = ScoringSettings(threshold=0.0, margin=0.05, example_weight=0.25)
+    scores = f32([[0.50, 0.40]])
+    none = np.zeros_like(scores)
+    assert choose_tags(scores, none, none, none, settings)[0] == [[0]]
+    assert choose_tags(scores, none, none, f32([[0.0, 1.0]]), settings)[0] == [[1]]
+
+
+def test_settings_with_a_ranker_survive_json() -> None:
+    settings = ScoringSettings(ranker=Ranker({"score": 3.5, "keyword": 1.25}, -4.0, 0.35))
+    data = json.loads(json.dumps(settings.to_json()))
+    assert ScoringSettings.from_json(data) == settings
+    assert ScoringSettings.from_json(ScoringSettings().to_json()).ranker is None
+
+
+def synthetic(
+    n_docs: int = 150, n_tags: int = 6, seed: int = 0, core_tags: tuple[int, ...] = (1, 2, 3, 4)
+) -> ScoredSet:
+    """READMEs whose one true tag has its name in the opening but only a slightly higher score,
+    while tag 0 (think `lib`) scores highest everywhere and is never right."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(0.30, 0.02, (n_docs, n_tags)).astype(np.float32)
+    keyword = np.zeros_like(scores)
+    truth = rng.choice(core_tags, n_docs)
+    scores[:, 0] += 0.08
+    scores[np.arange(n_docs), truth] += 0.03
+    keyword[np.arange(n_docs), truth] = 1.0
+    vectors = rng.normal(size=(n_docs, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return ScoredSet(
+        ids=[str(i) for i in range(n_docs)],
+        zero_shot=scores,
+        keyword=keyword,
+        cue=np.zeros_like(scores),
+        doc_vectors=vectors,
+        core=[(int(t),) for t in truth],
+        also=[() for _ in truth],
+    )
+
+
+def test_fitted_ranker_learns_which_evidence_counts() -> None:
+    train, test = synthetic(seed=0), synthetic(seed=1)
+    zero_shot = ScoringSettings(threshold=0.0, margin=0.07)
+    before = micro_f1(predict(test, None, zero_shot)[0], test.core)
+    ranker = fit_ranker(train, zero_shot, use_examples=False)
+    assert ranker.weights["keyword"] > 1.0
+    after = micro_f1(predict(test, None, replace(zero_shot, ranker=ranker))[0], test.core)
+    assert before < 0.5 and after > 0.9, (before, after)
+
+
+def test_a_tag_without_examples_can_still_be_picked() -> None:
+    train = synthetic(core_tags=(1, 2, 3, 4))  # tag 5 is never a gold tag while fitting
+    settings = calibrate(train, ScoringSettings(), use_examples=True)
+    new = synthetic(n_docs=40, seed=3, core_tags=(5,))
+    preds, _ = predict(new, train, settings)
+    assert micro_f1(preds, new.core) > 0.8
+
+
+def test_cross_validation_scores_every_readme_with_a_model_that_never_saw_it() -> None:
+    data = synthetic(n_docs=100)
+    preds, final = cross_validate(data, ScoringSettings(), n_folds=5, use_examples=True, calibrated=True)
+    assert len(preds) == 100 and final.shape == data.zero_shot.shape
+    assert micro_f1(preds, data.core) > 0.9
+    zero, _ = cross_validate(data, ScoringSettings(), n_folds=5, use_examples=False, calibrated=False)
+    assert micro_f1(zero, data.core) < 0.5
+    with pytest.raises(ValueError, match="--folds"):
+        cross_validate(data, ScoringSettings(), n_folds=101)
+
+
+def test_tagger_selects_with_the_ranker_in_the_index(
+    fake_index: TagIndex, fake_encoder: HashingEncoder, tmp_path: Path
+) -> None:
+    ranked = replace(fake_index, settings=replace(fake_index.settings, ranker=KEYWORD_RANKER))
+    ranked.save(tmp_path / "ranked")
+    tagger = Tagger(load_index(tmp_path / "ranked"), fake_encoder)
+    assert tagger.settings.ranker == KEYWORD_RANKER
+    result = tagger.tag("A Python client for k8s clusters.\n\nIt runs queries and more.")
+    assert sorted(t.key for t in result.tags) == ["k8s", "python"]
+    assert tagger.tag("Nothing here names any tag at all, only words.").tags == []
