@@ -179,7 +179,12 @@ class Tagger:
         return Evidence(scores, keyword, cue, examples, tag_sims)
 
     def _result(
-        self, doc: Document, sections: list[Section], chunks: list[Chunk], vectors: np.ndarray, explain: bool
+        self,
+        doc: Document,
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        explain: bool,
+        sections: list[Section] | None = None,
     ) -> TagResult:
         if not chunks:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
@@ -222,6 +227,6 @@ class Tagger:
         vectors = self.encoder.encode(flat)
         results, start = [], 0
         for doc, sections, chunks in zip(docs, per_doc_sections, per_doc, strict=True):
-            results.append(self._result(doc, sections, chunks, vectors[start : start + len(chunks)], explain))
+            results.append(self._result(doc, chunks, vectors[start : start + len(chunks)], explain, sections))
             start += len(chunks)
         return results

@@ -141,3 +141,41 @@ def test_tagger_selects_with_the_ranker_in_the_index(
     result = tagger.tag("A Python client for k8s clusters.\n\nIt runs queries and more.")
     assert sorted(t.key for t in result.tags) == ["k8s", "python"]
     assert tagger.tag("Nothing here names any tag at all, only words.").tags == []
+
+
+def test_vectorised_predictions_equal_what_the_tagger_outputs(
+    fake_index: TagIndex, fake_encoder: HashingEncoder
+) -> None:
+    """Cross-validation and `calibrate` score with `predict` on matrices; the tagger must agree,
+    or the measured figures would not be the product's."""
+    from embedtag.build import with_examples
+    from embedtag.calibrate import examples_from_index, score_labelled
+    from embedtag.records import LabelledRecord
+    from embedtag.tagger import Document
+
+    topics = {
+        "k8s": "a Kubernetes operator that manages pods and clusters",
+        "database": "a SQL database engine storing tables and rows",
+        "game": "a video game with levels and players",
+        "cli": "a command-line tool you run in the terminal",
+    }
+    records = [
+        LabelledRecord(Document(f"{tag}-{n}", f"Project {n} is {text}. Release {n} adds {other}.", ""), (tag,))
+        for n, (tag, text) in enumerate(list(topics.items()) * 3)
+        for other in [topics[list(topics)[(n + 1) % len(topics)]]]
+    ]
+    base = Tagger(fake_index, fake_encoder)
+    scored = score_labelled(base, records)
+    settings = calibrate(scored, base.settings, use_examples=True)
+    index = with_examples(replace(fake_index, settings=settings), base, records, scored.doc_vectors)
+    tagger = Tagger(index, fake_encoder)
+    new = [
+        LabelledRecord(Document("a", "A Kubernetes tool for the command line and SQL tables.", "a k8s cli"), ()),
+        LabelledRecord(Document("b", "A game about databases, with players and rows of levels.", ""), ()),
+        LabelledRecord(Document("c", "Operators for clusters; pods run a video game.", "games on k8s"), ()),
+    ]
+    expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
+    got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
+    names = [t.key for t in index.tags]
+    assert [[names[t] for t in p] for p in got] == expected
+    assert any(expected)

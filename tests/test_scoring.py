@@ -6,16 +6,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from embedtag.glosses import load_glosses, tag_cues
 from embedtag.scoring import (
+    CuePattern,
     ScoringSettings,
     aggregate_votes,
+    cue_hits,
+    cue_patterns,
     example_votes,
     keyword_hits,
     keyword_pattern,
+    required_literal,
     select_tags,
     tag_similarities,
 )
+from embedtag.tags import load_tags
 
 NAN = np.nan
 
@@ -207,3 +215,49 @@ def test_settings_from_json_ignores_unknown_and_fills_defaults() -> None:
     assert settings.threshold == 0.2
     assert settings.margin == ScoringSettings().margin
     assert settings.tag_bias == {}
+
+
+# ---- README cues ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (r"\bbrew install\b", "brew install"),
+        (r"\bCLI\b", "cli"),
+        (r"^usage:", "usage:"),
+        (r"\bdevelopers?\b", "developer"),  # the optional s is not required
+        (r"\bcheat ?sheet", "cheat"),
+        (r"\bnpm (i|install) -g\b", "npm "),
+        (r"#include\s*[<\"]", "#include"),
+        (r"\b(windows|macos|linux)\b.*\bdownload", ""),  # starts with a group
+        (r"^\s*\$ [\w-]+", ""),
+        (r"foo bar|baz", ""),  # top-level alternation: either branch
+        (r"[(]x|yyyy", ""),  # a parenthesis inside a class opens no group
+        (r"\(foo\)|bar", ""),
+        (r"ab", ""),  # too short to be worth checking
+        (r"abc{2}", ""),
+        (r"abcd{2}", "abc"),
+    ],
+)
+def test_required_literal(pattern: str, literal: str) -> None:
+    assert required_literal(pattern) == literal
+
+
+def test_cue_hits_count_matching_cues_up_to_saturation() -> None:
+    patterns = [cue_patterns([r"\bbrew install\b", r"\bCLI\b", r"--help\b", r"^usage:"]), [], cue_patterns(["xyz"])]
+    text = "Install with `brew install foo`.\nUsage: foo --help\nA fast cli."
+    assert cue_hits(text, patterns).tolist() == pytest.approx([1.0, 0.0, 0.0])
+    assert cue_hits("run foo --help", patterns).tolist() == pytest.approx([1 / 3, 0.0, 0.0])
+
+
+SHIPPED_CUES = [cue_patterns(v) for v in tag_cues(load_tags(), load_glosses()).values()]
+CUE_WORDS = ["brew", "install", "pip", "npm", "i", "-g", "CLI", "cli", "--help", "usage:", "Usage:", "self-hosted",
+             "docker-compose", "Developers", "developer", "tool", "$", "foo", "#include", "<x>", "import", "from",
+             "ſelf-host", "K", "\n", "  ", "web", "UI", "tutorials", "Cheat", "sheet", "desktop", "Windows", ".exe"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(CUE_WORDS), max_size=30).map(" ".join))
+def test_the_literal_check_never_changes_a_cue_hit(text: str) -> None:
+    unfiltered = [[CuePattern(c.regex, "") for c in cues] for cues in SHIPPED_CUES]
+    assert cue_hits(text, SHIPPED_CUES).tolist() == cue_hits(text, unfiltered).tolist()
