@@ -12,6 +12,7 @@ from embedtag.encoder import load_encoder
 from embedtag.glosses import load_glosses
 from embedtag.index import Example, TagIndex, build_index
 from embedtag.records import LabelledRecord, read_labelled
+from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
 
@@ -62,12 +63,16 @@ def build(
     model: str | Path | None,
     out: str | Path,
     examples_path: str | Path | None = None,
+    settings: ScoringSettings | None = None,
 ) -> TagIndex:
-    """`embedtag build-index`: embed tag texts (and examples) and write the index atomically."""
+    """`embedtag build-index`: embed tag texts (and examples) and write the index atomically.
+
+    `settings` (chunk sizes...) are stored in the manifest and used by every later `tag`."""
     tags = load_tags(tags_path)
     glosses = load_glosses(glosses_path)
-    encoder = load_encoder(model)
-    index = build_index(tags, glosses, encoder)
+    settings = settings or ScoringSettings()
+    encoder = load_encoder(model, max_tokens=max(settings.max_tokens, 128))
+    index = build_index(tags, glosses, encoder, settings)
     if examples_path is not None:
         records = read_labelled(examples_path, {t.key for t in tags})
         index = with_examples(index, Tagger(index, encoder), records)

@@ -134,14 +134,27 @@ def batch(
     "--examples", "examples_path", type=click.Path(), help="Labelled JSONL (id, readme, core, also) to learn from."
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to write.")
+@click.option("--max-chunks", type=click.IntRange(1, 64), default=None,
+              help="Chunks embedded per README [default: 12]; fewer is faster (curve in benchmarks/speed.md).")
+@click.option("--max-tokens", type=click.IntRange(16, 256), default=None,
+              help="Model tokens per chunk [default: 64; the bundled model reads at most 256].")
 def build_index_cmd(
-    tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None, out: str
+    tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None, out: str,
+    max_chunks: int | None, max_tokens: int | None,
 ) -> None:
     """Embed tag names and glosses once into a FAISS index."""
-    from embedtag.build import build
+    from dataclasses import replace
 
+    from embedtag.build import build
+    from embedtag.scoring import ScoringSettings
+
+    settings = ScoringSettings()
+    if max_chunks is not None:
+        settings = replace(settings, max_chunks=max_chunks)
+    if max_tokens is not None:
+        settings = replace(settings, max_tokens=max_tokens)
     try:
-        index = build(tags_path, glosses_path, model, out, examples_path)
+        index = build(tags_path, glosses_path, model, out, examples_path, settings)
     except EmbedtagError as exc:
         raise _fail(exc) from None
     click.echo(

@@ -134,24 +134,26 @@ class Ranker:
 def tag_similarities(chunk_text_sims: np.ndarray, text_tag_rows: np.ndarray, n_tags: int, top_k: int) -> np.ndarray:
     """(chunks x texts) similarities → (chunks x tags): mean of each tag's `top_k` best texts.
 
-    Texts a FAISS search did not return carry NaN and count as the lowest similarity seen.
+    Texts a FAISS search did not return carry NaN and count as the lowest similarity seen;
+    a tag with no text gets -1.
     """
-    n_chunks = chunk_text_sims.shape[0]
+    n_chunks, n_texts = chunk_text_sims.shape
     sims = np.where(np.isnan(chunk_text_sims), np.nanmin(chunk_text_sims, initial=0.0), chunk_text_sims)
-    out = np.zeros((n_chunks, n_tags), dtype=np.float32)
+    counts = np.bincount(text_tag_rows, minlength=n_tags)[:n_tags]
+    width = max(int(counts.max(initial=0)), 1)
+    # (tags x width) table of each tag's text columns, padded with a column of -inf
     order = np.argsort(text_tag_rows, kind="stable")
     rows_sorted = text_tag_rows[order]
-    starts = np.searchsorted(rows_sorted, np.arange(n_tags), side="left")
-    ends = np.searchsorted(rows_sorted, np.arange(n_tags), side="right")
-    for tag in range(n_tags):
-        cols = order[starts[tag] : ends[tag]]
-        if len(cols) == 0:
-            out[:, tag] = -1.0
-            continue
-        block = sims[:, cols]
-        k = min(top_k, block.shape[1])
-        best = -np.partition(-block, k - 1, axis=1)[:, :k] if k < block.shape[1] else block
-        out[:, tag] = best.mean(axis=1)
+    slot = np.arange(len(order)) - np.searchsorted(rows_sorted, rows_sorted, side="left")
+    layout = np.full((n_tags, width), n_texts)
+    layout[rows_sorted, slot] = order
+    padded = np.concatenate([sims, np.full((n_chunks, 1), -np.inf, dtype=sims.dtype)], axis=1)
+    grouped = padded[:, layout]  # chunks x tags x width
+    k = min(top_k, width)
+    best = -np.partition(-grouped, k - 1, axis=2)[:, :, :k] if k < width else grouped
+    taken = np.minimum(counts, top_k)
+    total = np.where(np.isfinite(best), best, 0.0).sum(axis=2)
+    out = np.where(taken > 0, total / np.maximum(taken, 1), -1.0).astype(np.float32)
     return out
 
 
@@ -169,17 +171,35 @@ def aggregate_votes(tag_sims: np.ndarray, chunk_weights: np.ndarray, mean_weight
     return out
 
 
-def keyword_pattern(terms: list[str]) -> re.Pattern[str] | None:
+@dataclass(frozen=True)
+class KeywordPattern:
+    """A tag's name and aliases as one whole-word, case-insensitive regex; the regex only runs
+    when one of the casefolded terms occurs in the text at all (most tags are absent)."""
+
+    regex: re.Pattern[str]
+    terms: tuple[str, ...]
+
+    def matches(self, text: str, folded: str) -> bool:
+        """`folded` is `text.casefold()`, computed once for all tags."""
+        return any(term in folded for term in self.terms) and self.regex.search(text) is not None
+
+    def search(self, text: str) -> bool:
+        return self.matches(text, text.casefold())
+
+
+def keyword_pattern(terms: list[str]) -> KeywordPattern | None:
     """A case-insensitive whole-word pattern for a tag's name and aliases."""
     clean = sorted({t.strip().lower() for t in terms if len(t.strip()) >= 2}, key=len, reverse=True)
     if not clean:
         return None
     body = "|".join(re.escape(t) for t in clean)
-    return re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)
+    regex = re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)
+    return KeywordPattern(regex, tuple(t.casefold() for t in clean))
 
 
-def keyword_hits(text: str, patterns: list[re.Pattern[str] | None]) -> np.ndarray:
-    return np.array([1.0 if p is not None and p.search(text) else 0.0 for p in patterns], dtype=np.float32)
+def keyword_hits(text: str, patterns: list[KeywordPattern | None]) -> np.ndarray:
+    folded = text.casefold()
+    return np.array([1.0 if p is not None and p.matches(text, folded) else 0.0 for p in patterns], dtype=np.float32)
 
 
 @dataclass(frozen=True)

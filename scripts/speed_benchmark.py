@@ -257,6 +257,8 @@ def run_pipeline(cfg: dict[str, Any]) -> dict[str, Any]:
     if raw_times:
         out["raw_encode_s"] = round(min(raw_times), 3)
         out["raw_encode_all_s"] = [round(t, 2) for t in raw_times]
+        # each round's raw/pipeline ratio: both halves of a round saw the same load
+        out["ratio_rounds"] = [round(r / t, 3) for r, t in zip(raw_times, tag_times, strict=True)]
         from embedtag.text import readme_sections
 
         per_doc_sections = [readme_sections(d.readme) for d in docs]
@@ -669,7 +671,7 @@ def cold_section(ctx: dict[str, Any], rounds: int) -> dict[str, Any]:
 def main_section(ctx: dict[str, Any], rounds: int) -> dict[str, Any]:
     base = {"data": ctx["data"], "limit": ctx["limit"], "index": ctx["index"]}
     configs = [
-        ("embedtag (torch, batch 32, sorted)", {**base, "mode": "pipeline", "raw": True, "repeats": 2}),
+        ("embedtag (torch, batch 32, sorted)", {**base, "mode": "pipeline", "raw": True, "repeats": 5}),
         ("before: sentence-transformers encoder, same batching",
          {**base, "mode": "pipeline", "backend": "sentence-transformers"}),
         ("naive: one SentenceTransformer.encode per README", {**base, "mode": "naive"}),
@@ -804,7 +806,12 @@ def report(data: dict[str, Any]) -> str:
         docs_s = rate(ours["docs"], ours["tag_many_s"])
         targets.append(["≥ 25 READMEs/s warm (default settings)", f"{docs_s:.2f}", docs_s >= 25])
         ratio = rate(ours["tokens"], ours["tag_many_s"]) / raw_tok_s
-        targets.append(["≥ 90% of the raw encoder throughput", f"{ratio:.0%}", ratio >= 0.9])
+        rounds = ours.get("ratio_rounds")
+        if rounds:  # the median of per-round ratios is steadier than best-of-rounds over best-of-rounds
+            ratio = statistics.median(rounds)
+            lines += [f"Raw encoder time / pipeline time, round by round (blocks of 64 READMEs, alternating "
+                      f"which goes first): {' / '.join(f'{x:.1%}' for x in rounds)}; median {ratio:.1%}.", ""]
+        targets.append(["≥ 90% of the raw encoder throughput (median of the rounds)", f"{ratio:.0%}", ratio >= 0.9])
         startup = cli["wall_s"] - ours["docs"] / docs_s
         projected = startup + 10_000 / docs_s
         targets.append(["10,000 READMEs < 10 min (projected: start-up + 10,000 / warm rate)",

@@ -381,6 +381,22 @@ def test_build_index_with_examples(tmp_path: Path) -> None:
     assert index.settings.example_weight > 0
 
 
+def test_build_index_chunk_settings_are_stored_and_used(tmp_path: Path) -> None:
+    out = tmp_path / "ix"
+    result = run("build-index", "--model", "hashing", "--out", out, "--max-chunks", "2", "--max-tokens", "16")
+    assert result.exit_code == 0, result.output
+    index = load_index(out)
+    assert (index.settings.max_chunks, index.settings.max_tokens) == (2, 16)
+    from embedtag.encoder import HashingEncoder
+    from embedtag.tagger import Document, Tagger
+
+    long_readme = "\n\n".join(f"Paragraph {n} talks about databases and tables at some length here." for n in range(20))
+    chunks = Tagger(index, HashingEncoder()).chunks(Document("x", long_readme))
+    assert len(chunks) == 2 and all(HashingEncoder().count_tokens(c.text) <= 16 for c in chunks)
+    assert "chunks      2 x 16 tokens" in run("info", "--index", out).stdout
+    assert run("build-index", "--model", "hashing", "--out", out, "--max-chunks", "0").exit_code == 2
+
+
 def test_build_index_examples_with_unknown_tag(tmp_path: Path) -> None:
     tags = tmp_path / "tags.json"
     tags.write_text(json.dumps([{"id": 1, "name": "k8s"}]))

@@ -261,3 +261,30 @@ CUE_WORDS = ["brew", "install", "pip", "npm", "i", "-g", "CLI", "cli", "--help",
 def test_the_literal_check_never_changes_a_cue_hit(text: str) -> None:
     unfiltered = [[CuePattern(c.regex, "") for c in cues] for cues in SHIPPED_CUES]
     assert cue_hits(text, SHIPPED_CUES).tolist() == cue_hits(text, unfiltered).tolist()
+
+
+def reference_tag_similarities(sims: np.ndarray, rows: np.ndarray, n_tags: int, top_k: int) -> np.ndarray:
+    """The plain per-tag loop that `tag_similarities` vectorises."""
+    filled = np.where(np.isnan(sims), np.nanmin(sims, initial=0.0), sims)
+    out = np.full((sims.shape[0], n_tags), -1.0, dtype=np.float32)
+    for tag in range(n_tags):
+        block = filled[:, rows == tag]
+        if block.shape[1]:
+            out[:, tag] = np.sort(block, axis=1)[:, ::-1][:, :top_k].mean(axis=1)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 6), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1), st.floats(0.0, 0.5)
+)
+def test_vectorised_tag_similarities_equal_the_loop(
+    n_chunks: int, n_tags: int, top_k: int, seed: int, nan_share: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n_tags, rng.integers(1, 12))  # some tags may have no text at all
+    sims = rng.uniform(-1, 1, (n_chunks, len(rows))).astype(np.float32)
+    sims[rng.random(sims.shape) < nan_share] = np.nan
+    np.testing.assert_allclose(
+        tag_similarities(sims, rows, n_tags, top_k), reference_tag_similarities(sims, rows, n_tags, top_k), atol=1e-6
+    )
