@@ -7,35 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from helpers import DATABASE_README, GAME_README, K8S_README, assert_one_line_error, run, write_jsonl
 
-from embedtag.cli import cli
 from embedtag.index import load_index
 from embedtag.tags import Tag
-
-K8S_README = (
-    "# kubeop\n\nkubeop is a Kubernetes operator that manages container orchestration on "
-    "Kubernetes clusters and pods.\n"
-)
-DATABASE_README = "# tabula\n\nA SQL database engine storing tables and rows, running queries fast.\n"
-GAME_README = "# sprites\n\nA video game engine with levels and sprites for players.\n"
-
-
-def run(*args: str | Path, input: str | bytes | None = None) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def assert_one_line_error(result: Result, exit_code: int, *fragments: str) -> str:
-    assert result.exit_code == exit_code, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception  # handled, not a crash
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -167,12 +142,6 @@ def test_tag_with_index_for_another_model(readme: Path, fake_built_index: Any, t
 # ---- batch ---------------------------------------------------------------------------------
 
 
-def write_jsonl(path: Path, lines: list[Any]) -> Path:
-    path.write_text(
-        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture

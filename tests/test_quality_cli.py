@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from helpers import run
 
-from embedtag.cli import cli
 from embedtag.index import load_index
 from embedtag.scoring import RANKER_FEATURES
 
@@ -18,10 +17,6 @@ DOCS = {
     "database": "tabula is a SQL database engine storing tables and rows.",
     "game": "sprites is a video game with levels and players.",
 }
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture

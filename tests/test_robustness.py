@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from helpers import DATABASE_README, GAME_README, K8S_README, assert_one_line_error, run, write_jsonl
 
 from embedtag.batch import run_batch
-from embedtag.cli import cli
 from embedtag.encoder import HashingEncoder
 from embedtag.errors import IndexError_
 from embedtag.index import MANIFEST, TEXT_VECTORS, TagIndex, _index_set_aside, build_index, load_index
@@ -42,34 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INDEX = REPO / "index"
 EXAMPLE_README = REPO / "examples" / "kubeedge.md"
 
-K8S_README = (
-    "# kubeop\n\nkubeop is a Kubernetes operator that manages container orchestration on "
-    "Kubernetes clusters and pods.\n"
-)
-DATABASE_README = "# tabula\n\nA SQL database engine storing tables and rows, running queries fast.\n"
-GAME_README = "# sprites\n\nA video game engine with levels and sprites for players.\n"
 DB_DESCRIPTION = "SQL database engine storing tables and rows"
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def run(*args: str | Path, input: str | bytes | None = None) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def assert_one_line_error(result: Result, exit_code: int, *fragments: str) -> str:
-    """Handled (SystemExit), nothing on stdout, exactly one `Error: ...` line on stderr."""
-    assert result.exit_code == exit_code, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -102,12 +77,6 @@ def assert_process_one_line_error(proc: subprocess.CompletedProcess[str], exit_c
         assert fragment in lines[0], lines[0]
 
 
-def write_jsonl(path: Path, lines: list[Any]) -> Path:
-    path.write_text(
-        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
-        encoding="utf-8",
-    )
-    return path
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

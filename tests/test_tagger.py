@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers import DATABASE_README, GAME_README, K8S_README
 
 from embedtag.build import with_examples
 from embedtag.encoder import HashingEncoder
@@ -14,13 +15,6 @@ from embedtag.records import LabelledRecord
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Document, Tagger, TagResult
 from embedtag.tags import Tag
-
-K8S_README = (
-    "# kubeop\n\nkubeop is a Kubernetes operator that manages container orchestration on "
-    "Kubernetes clusters and pods.\n"
-)
-DATABASE_README = "# tabula\n\nA SQL database engine storing tables and rows, running queries fast.\n"
-GAME_README = "# sprites\n\nA video game engine with levels and sprites for players.\n"
 
 
 def names(result: TagResult) -> list[str]:
