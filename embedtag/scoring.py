@@ -123,6 +123,9 @@ class Ranker:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Ranker:
+        unknown = sorted(set(data["weights"]) - set(RANKER_FEATURES))
+        if unknown:  # fitted by another version: ignoring a weight would silently change the tags
+            raise ValueError(f"ranker weights for unknown features {unknown}; run `embedtag calibrate` again")
         return cls(
             weights={str(k): float(v) for k, v in data["weights"].items()},
             intercept=float(data["intercept"]),

@@ -277,6 +277,19 @@ def test_corrupt_vectors_without_checksum_still_a_clear_error(fake_index_dir: Pa
         pytest.param(lambda m: {**m, "texts": [{"tag_id": 11}]}, id="text-without-kind"),
         pytest.param(lambda m: {**m, "keywords": ["k8s"]}, id="keywords-a-list"),
         pytest.param(lambda m: {**m, "settings": {"tag_bias": {"k8s": 0.1}}}, id="bad-bias"),
+        pytest.param(lambda m: {**m, "settings": {"ranker": {"weights": {"score": 1.0}}}}, id="ranker-no-intercept"),
+        pytest.param(
+            lambda m: {**m, "settings": {"ranker": {"weights": [1.0], "intercept": 0, "threshold": 0.5}}},
+            id="ranker-weights-a-list",
+        ),
+        pytest.param(
+            lambda m: {**m, "settings": {"ranker": {"weights": {}, "intercept": "x", "threshold": 0.5}}},
+            id="ranker-intercept-not-a-number",
+        ),
+        pytest.param(
+            lambda m: {**m, "settings": {"ranker": {"weights": {"novel": 1.0}, "intercept": 0, "threshold": 0.5}}},
+            id="ranker-unknown-feature",
+        ),
     ],
 )
 def test_malformed_manifest(fake_index_dir: Path, tmp_path: Path, edit: Any) -> None:
