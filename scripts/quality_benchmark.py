@@ -251,7 +251,7 @@ def main() -> None:
         "## Tried during development, not kept",
         "",
         "Exploratory runs on cached vectors of the dev set (scripts not kept, so no figures are quoted "
-        "here): none of these moved cross-validated strict F1 beyond the spread between CV splits shown "
+        "here): none of these improved cross-validated strict F1 beyond the spread between CV splits shown "
         "above, so the simpler setting stayed.",
         "",
         "- per-tag score biases fitted by coordinate ascent, plus a global threshold and margin (the "
