@@ -18,6 +18,7 @@ from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
 from embedtag.tagger import Tagger, document_vector
+from embedtag.text import readme_sections
 
 # Weight of labelled neighbours' votes in an index with examples but no ranker (before
 # `embedtag calibrate`); a calibrated ranker weighs the votes itself.
@@ -63,15 +64,16 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
     no_examples = tagger.without_examples()
     for start in range(0, len(records), batch_size):
         part = records[start : start + batch_size]
-        per_doc = [tagger.chunks(r.document) for r in part]
+        per_doc_sections = [readme_sections(r.document.readme) for r in part]
+        per_doc = [tagger.chunks(r.document, x) for r, x in zip(part, per_doc_sections, strict=True)]
         encoded = tagger.encoder.encode([c.text for chunks in per_doc for c in chunks])
         offset = 0
-        for row, (record, chunks) in enumerate(zip(part, per_doc, strict=True)):
+        for row, (record, sections, chunks) in enumerate(zip(part, per_doc_sections, per_doc, strict=True)):
             v = encoded[offset : offset + len(chunks)]
             offset += len(chunks)
             if not chunks:
                 continue
-            evidence = no_examples.score(record.document, chunks, v)
+            evidence = no_examples.score(record.document, chunks, v, sections)
             zero[start + row] = evidence.scores
             keyword[start + row] = evidence.keyword
             cue[start + row] = evidence.cue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +188,14 @@ def plot_precision_recall(
     plt.close(fig)
 
 
+def _nonblank_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) for every line of a text file that is not blank."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
 def read_gold_tags(path: str) -> list[GoldItem]:
     """Gold tags only (id, core, also) from a labelled JSONL file."""
     import json
@@ -195,15 +203,12 @@ def read_gold_tags(path: str) -> list[GoldItem]:
     from embedtag.errors import InputError
 
     out = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                out.append(GoldItem(str(data["id"]), tuple(data["core"]), tuple(data.get("also") or ())))
-            except (ValueError, KeyError, TypeError):
-                raise InputError(f"{path}: line {number} needs 'id' and 'core'") from None
+    for number, line in _nonblank_lines(path):
+        try:
+            data = json.loads(line)
+            out.append(GoldItem(str(data["id"]), tuple(data["core"]), tuple(data.get("also") or ())))
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{path}: line {number} needs 'id' and 'core'") from None
     return out
 
 
@@ -214,20 +219,17 @@ def read_predictions(path: str, ids: Sequence[str]) -> list[list[str]]:
     from embedtag.errors import InputError
 
     by_id: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                tags = data["tags"]
-                if not all(isinstance(t, str) for t in tags):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError):
-                raise InputError(
-                    f"{path}: line {number} is not a batch result with tag names (use --tag-format names)"
-                ) from None
-            by_id[str(data.get("id"))] = tags
+    for number, line in _nonblank_lines(path):
+        try:
+            data = json.loads(line)
+            tags = data["tags"]
+            if not all(isinstance(t, str) for t in tags):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                f"{path}: line {number} is not a batch result with tag names (use --tag-format names)"
+            ) from None
+        by_id[str(data.get("id"))] = tags
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise InputError(f"{path} has no result for {len(missing)} gold ids (first: {missing[0]})")
