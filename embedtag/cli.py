@@ -229,9 +229,11 @@ def info(index: str | None) -> None:
               help="How long a request waits for others to share its encode call.")
 @click.option("--allow-origin", "allow_origins", multiple=True,
               help="Browser origin allowed to call the API (CORS), e.g. http://localhost:3000; repeatable.")
+@click.option("--store", type=click.Path(dir_okay=False), envvar="EMBEDTAG_STORE",
+              help="Corrections store for POST /feedback [default: $EMBEDTAG_HOME/corrections.sqlite3].")
 def serve(
     host: str, port: int, index: str | None, model: str | None, workers: int, max_body_bytes: int,
-    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...],
+    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...], store: str | None,
 ) -> None:
     """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs."""
     import os
@@ -249,7 +251,7 @@ def serve(
     if workers == 1:
         app = service.create_app(
             tagger, max_body_bytes=max_body_bytes, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-            allow_origins=list(allow_origins) or None,
+            allow_origins=list(allow_origins) or None, index_path=index, store_path=store,
         )
         uvicorn.run(app, host=host, port=port, log_level="info")
         return
@@ -262,6 +264,7 @@ def serve(
         service.ENV_BATCH_WAIT: str(batch_wait_ms),
         service.ENV_THREADS: str(max(1, (os.cpu_count() or 1) // workers)),
         service.ENV_ORIGINS: ",".join(allow_origins),
+        service.ENV_STORE: store or "",
     })
     uvicorn.run(
         "embedtag.serve:create_app_from_env", factory=True, host=host, port=port, workers=workers,
@@ -356,8 +359,14 @@ def eval_cmd(
     click.echo(_dumps(report.to_json()) if as_json else format_report(report))
 
 
+store_option = click.option(
+    "--store", type=click.Path(dir_okay=False), envvar="EMBEDTAG_STORE",
+    help="Corrections store (SQLite) [default: $EMBEDTAG_HOME/corrections.sqlite3].",
+)
+
+
 @cli.command()
-@click.argument("gold_path", metavar="GOLD.jsonl", type=click.Path(exists=True, dir_okay=False))
+@click.argument("gold_path", metavar="[GOLD.jsonl]", required=False, type=click.Path(exists=True, dir_okay=False))
 @index_option
 @model_option
 @click.option("--examples/--no-examples", default=True, show_default=True,
@@ -365,31 +374,132 @@ def eval_cmd(
 @click.option(
     "--out", type=click.Path(file_okay=False), help="Where to write the calibrated index [default: in place]."
 )
-def calibrate(gold_path: str, index: str | None, model: str | None, examples: bool, out: str | None) -> None:
+@click.option("--from-store", is_flag=True,
+              help="Learn from the stored corrections (`embedtag learn`, POST /feedback), with GOLD.jsonl if given.")
+@store_option
+def calibrate(
+    gold_path: str | None, index: str | None, model: str | None, examples: bool, out: str | None,
+    from_store: bool, store: str | None,
+) -> None:
     """Fit the ranker (how much each kind of evidence counts) on labelled READMEs and store it
     in the index."""
     from dataclasses import replace
 
     from embedtag import calibrate as cal_mod
+    from embedtag import corrections as corr
     from embedtag.build import with_examples
     from embedtag.index import default_index_path
 
+    if not gold_path and not from_store:
+        raise UserError("give a labelled GOLD.jsonl, or --from-store (or both)", 2)
     tagger = _load_tagger(index, model)
-    records = _read_gold(gold_path, tagger)
+    records = _read_gold(gold_path, tagger) if gold_path else []
+    corrected: set[str] = set()
+    if from_store:
+        try:
+            stored = corr.labelled_from_store(corr.CorrectionStore(store), tagger.index.tags)
+        except EmbedtagError as exc:
+            raise _fail(exc) from None
+        if not stored:
+            raise UserError("the corrections store is empty; add corrections with `embedtag learn` or POST /feedback")
+        corrected = {r.document.id for r in stored}
+        records = corr.merge_records(records, stored)
+    # corrections alone, and few: keep the index's ranker and examples, add the corrections
+    add_only = not gold_path and len(records) < corr.MIN_RECORDS_TO_REFIT
     scored = cal_mod.score_labelled(tagger, records)
     base = tagger.without_examples()
-    settings = cal_mod.calibrate(scored, base.settings, use_examples=examples)
+    if add_only:
+        settings = tagger.settings
+    else:
+        settings = cal_mod.calibrate(scored, base.settings, use_examples=examples)
     new_index = replace(base.index, settings=settings)
-    if examples:
+    if examples or from_store:
         new_index = with_examples(new_index, base, records, scored.doc_vectors)
+    if from_store and not gold_path:  # the index's own examples stay, corrected ones replaced
+        new_index = corr.keep_old_examples(new_index, tagger.index, corrected)
+    new_index = corr.mark_corrected(new_index, corrected)
     target = out or index or str(default_index_path())
     new_index.save(target)
+    if add_only:
+        click.echo(
+            f"wrote {target}: {len(corrected)} corrections added as examples ({len(new_index.examples)} in all); "
+            f"ranker kept (refitted from {corr.MIN_RECORDS_TO_REFIT} corrections, or with GOLD.jsonl)",
+            err=True,
+        )
+        return
     assert settings.ranker is not None
     click.echo(
         f"wrote {target}: ranker fitted on {len(records)} READMEs (keeps tags with chance >= "
         f"{settings.ranker.threshold}), {len(new_index.examples)} examples",
         err=True,
     )
+
+
+@cli.command()
+@click.argument("input_path", metavar="CORRECTIONS.jsonl", type=click.Path(exists=True, dir_okay=False))
+@index_option
+@store_option
+def learn(input_path: str, index: str | None, store: str | None) -> None:
+    """Add corrections to the store: one JSON object per line {"id", "core": [...], "also": [...],
+    "description", "readme" | "readme_path"}. Then `embedtag calibrate --from-store`."""
+    from embedtag import corrections as corr
+    from embedtag.index import load_index
+
+    try:
+        tags = load_index(index).tags
+        target = corr.CorrectionStore(store)
+        good, bad = corr.read_corrections(input_path, tags, lookup=target.document)
+        projects = target.add(good) if good else None
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    for message in bad:
+        click.echo(f"error: {message}", err=True)
+    click.echo(
+        f"stored {len(good)} corrections in {target.path} ({projects if projects is not None else 'no new'} "
+        f"projects in all); {len(bad)} refused",
+        err=True,
+    )
+    if bad:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--tags", "tags_path", type=click.Path(allow_dash=True), help="Tag list JSON (builds its tag texts).")
+@click.option("--glosses", "glosses_path", type=click.Path(), help="Gloss file for --tags [default: shipped].")
+@index_option
+@model_option
+@click.option("--corpus", type=click.Path(exists=True, dir_okay=False),
+              help="READMEs (JSONL) to tag: finds tags that never reach the top three or win too often.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a tag-similarity heatmap (PNG).")
+def doctor(
+    tags_path: str | None, glosses_path: str | None, index: str | None, model: str | None, corpus: str | None,
+    as_json: bool, plot: str | None,
+) -> None:
+    """Check a tag list: near-duplicate tags, unclear names, tags that never win or win too often."""
+    from embedtag import doctor as doc_mod
+
+    try:
+        if tags_path:
+            from embedtag.encoder import load_encoder
+            from embedtag.glosses import load_glosses
+            from embedtag.index import build_index
+            from embedtag.tags import load_tags
+            from embedtag.tagger import Tagger
+
+            encoder = load_encoder(model)
+            tagger = Tagger(build_index(load_tags(tags_path), load_glosses(glosses_path), encoder), encoder)
+        else:
+            tagger = _load_tagger(index, model)
+        docs, gold = None, None
+        if corpus:
+            docs, gold = doc_mod.read_corpus(corpus)
+        report = doc_mod.diagnose(tagger.index, tagger.encoder, tagger, docs, gold)
+        if plot:
+            doc_mod.plot_similarity(report, plot)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    click.echo(_dumps(report.to_json()) if as_json else doc_mod.format_report(report))
 
 
 def main() -> None:

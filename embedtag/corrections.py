@@ -22,6 +22,7 @@ from threading import Lock
 from typing import Any
 
 from embedtag.errors import EmbedtagError, InputError
+from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord, parse_record
 from embedtag.tagger import Document
 from embedtag.tags import Tag
@@ -300,3 +301,34 @@ class RecentDocuments:
     def get(self, project_id: str) -> Document | None:
         with self._lock:
             return self._docs.get(project_id)
+
+
+# Fewer corrections than this (and no gold file) keep the index's ranker as it is: a logistic
+# fit on a handful of READMEs would be noise. The corrections still become examples.
+MIN_RECORDS_TO_REFIT = 20
+
+
+def keep_old_examples(new: TagIndex, old: TagIndex, replaced: set[str]) -> TagIndex:
+    """`new` (whose examples are the corrections) plus `old`'s examples for other projects."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    if not old.examples or old.example_vectors is None:
+        return new
+    keep = [i for i, e in enumerate(old.examples) if e.id not in replaced]
+    vectors = [old.example_vectors[keep]]
+    if new.example_vectors is not None:
+        vectors.append(new.example_vectors)
+    return replace(
+        new,
+        examples=[old.examples[i] for i in keep] + list(new.examples),
+        example_vectors=np.concatenate(vectors).astype(np.float32),
+        _faiss_examples=None,
+    )
+
+
+def mark_corrected(index: TagIndex, corrected: set[str]) -> TagIndex:
+    from dataclasses import replace
+
+    return replace(index, examples=[replace(e, corrected=e.id in corrected) for e in index.examples])

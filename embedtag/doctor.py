@@ -172,7 +172,7 @@ def near_duplicates(sims: np.ndarray, names: Sequence[str], threshold: float) ->
                     "near-duplicate", a,
                     f"{a} and {b} mean nearly the same to the model (similarity {sims[i, j]:.2f})",
                     f"merge them (keep one, list the other as its alias), or rewrite their glosses so that "
-                    f"they say what tells a {a} project from a {b} project",
+                    f"they say what tells {a} projects from {b} projects",
                     (b,), float(sims[i, j]),
                 ))
     return sorted(found, key=lambda f: -f.value)
@@ -430,3 +430,29 @@ def _chain_order(sims: np.ndarray) -> list[int]:
         order.append(nxt)
         left.remove(nxt)
     return order
+
+
+def read_corpus(path: str | Path) -> tuple[list[Document], list[list[str]] | None]:
+    """READMEs to tag (batch input JSONL); their `core` tags when every line has them."""
+    import json
+
+    from embedtag.errors import InputError
+    from embedtag.records import read_records
+
+    docs: list[Document] = []
+    gold: list[list[str]] = []
+    labelled = True
+    with Path(path).open("rb") as handle:
+        raw_lines = [line for line in handle if line.strip()]
+    for record, raw in zip(read_records(path), raw_lines, strict=True):
+        if record.document is None:
+            raise InputError(f"corpus {path}: {record.error}")
+        docs.append(record.document)
+        core = json.loads(raw).get("core")
+        if isinstance(core, list):
+            gold.append([str(t).strip() for t in core])
+        else:
+            labelled = False
+    if not docs:
+        raise InputError(f"corpus {path} has no records")
+    return docs, gold if labelled else None

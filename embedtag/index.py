@@ -74,6 +74,8 @@ class Example:
     id: str
     core: tuple[int, ...]
     also: tuple[int, ...] = ()
+    # a person's correction (`embedtag calibrate --from-store`): the answer for this very text
+    corrected: bool = False
 
 
 @dataclass
@@ -155,7 +157,10 @@ class TagIndex:
             "keywords": {str(k): v for k, v in self.keywords.items()},
             "cues": {str(k): v for k, v in self.cues.items()},
             "settings": self.settings.to_json(),
-            "examples": [{"id": e.id, "core": list(e.core), "also": list(e.also)} for e in self.examples],
+            "examples": [
+                {"id": e.id, "core": list(e.core), "also": list(e.also), **({"corrected": True} if e.corrected else {})}
+                for e in self.examples
+            ],
         }
 
     def save(self, out_dir: str | Path) -> Path:
@@ -266,7 +271,10 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         tags = [Tag(id=int(t["id"]), name=str(t["name"])) for t in manifest["tags"]]
         texts = [TagText(int(t["tag_id"]), str(t["kind"]), str(t["text"])) for t in manifest["texts"]]
         examples = [
-            Example(str(e["id"]), tuple(int(x) for x in e["core"]), tuple(int(x) for x in e.get("also", [])))
+            Example(
+                str(e["id"]), tuple(int(x) for x in e["core"]), tuple(int(x) for x in e.get("also", [])),
+                bool(e.get("corrected", False)),
+            )
             for e in manifest.get("examples", [])
         ]
         settings = ScoringSettings.from_json(manifest.get("settings", {}))

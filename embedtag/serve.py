@@ -51,6 +51,7 @@ ENV_MAX_BATCH = "EMBEDTAG_SERVE_MAX_BATCH"
 ENV_BATCH_WAIT = "EMBEDTAG_SERVE_BATCH_WAIT_MS"
 ENV_THREADS = "EMBEDTAG_SERVE_THREADS"
 ENV_ORIGINS = "EMBEDTAG_SERVE_ALLOW_ORIGINS"
+ENV_STORE = "EMBEDTAG_SERVE_STORE"
 
 TagFormat = Literal["names", "ids", "objects"]
 
@@ -433,8 +434,12 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     allow_origins: list[str] | None = None,
+    index_path: str | os.PathLike[str] | None = None,
+    store_path: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
-    """The HTTP API around an already loaded tagger; the batcher thread runs while the app does."""
+    """The HTTP API around an already loaded tagger; the batcher thread runs while the app does.
+
+    `index_path` is where POST /admin/reload loads the index from; `store_path` the corrections store."""
     from embedtag import __version__
 
     batcher = MicroBatcher(tagger, max_batch=max_batch, max_wait_ms=batch_wait_ms)
@@ -459,6 +464,7 @@ def create_app(
     )
     app.state.tagger = tagger
     app.state.batcher = batcher
+    corrections = _register_corrections(app, batcher, index_path, store_path)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)  # type: ignore[arg-type]
     if allow_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -498,6 +504,7 @@ def create_app(
         return await http_exception_handler(request, exc)
 
     async def run(docs: list[Document], explain: bool) -> list[TagResult]:
+        corrections.recent.add(docs)  # feedback may name a project tagged here by its id
         try:
             return await batcher.tag(docs, explain)
         except ServiceBusy as exc:
@@ -533,11 +540,11 @@ def create_app(
 
     @app.get("/tags", response_model=list[TagObject], summary="The tag list of the loaded index")
     async def tags() -> JSONResponse:
-        return JSONResponse([t.to_json() for t in tagger.index.tags])
+        return JSONResponse([t.to_json() for t in batcher.tagger.index.tags])
 
     @app.get("/health", response_model=HealthResponse, summary="Model, index and batching counters")
     async def health() -> JSONResponse:
-        index = tagger.index
+        index = batcher.tagger.index  # the batcher's: POST /admin/reload replaces it
         body: dict[str, Any] = {
             "status": "ok" if batcher.running else "stopped",
             "model": index.model_name,
@@ -550,6 +557,15 @@ def create_app(
         return JSONResponse(body, status_code=200 if batcher.running else 503)
 
     return app
+
+
+def _register_corrections(
+    app: FastAPI, batcher: MicroBatcher, index_path: str | os.PathLike[str] | None,
+    store_path: str | os.PathLike[str] | None,
+) -> Any:
+    from embedtag.serve_corrections import register
+
+    return register(app, batcher, index_path, store_path)
 
 
 def create_app_from_env() -> FastAPI:
@@ -568,4 +584,6 @@ def create_app_from_env() -> FastAPI:
         max_batch=int(os.environ.get(ENV_MAX_BATCH) or DEFAULT_MAX_BATCH),
         batch_wait_ms=float(os.environ.get(ENV_BATCH_WAIT) or DEFAULT_BATCH_WAIT_MS),
         allow_origins=origins or None,
+        index_path=os.environ.get(ENV_INDEX) or None,
+        store_path=os.environ.get(ENV_STORE) or None,
     )

@@ -26,6 +26,9 @@ from embedtag.text import MAX_DESCRIPTION_CHARS, Chunk, Section, document_chunks
 
 # FAISS returns this many nearest tag texts per chunk; the rest count as "far".
 SEARCH_K = 1024
+# A README whose vector is this close to a corrected example is that example's text: the
+# person's tags are the answer (one correction changes that project's tags, and only those).
+SAME_TEXT = 0.995
 
 
 def document_vector(chunks: list[Chunk], vectors: np.ndarray) -> np.ndarray:
@@ -53,6 +56,7 @@ class Evidence:
     cue: np.ndarray  # share of the tag's README cues that match
     examples: np.ndarray  # labelled neighbours' votes (zeros without examples)
     tag_sims: np.ndarray  # (chunks x tags) similarities, for explanations
+    corrected: tuple[int, ...] | None = None  # tag positions of a corrected example with this text
 
 
 @dataclass
@@ -176,6 +180,8 @@ class Tagger:
             sims, ids = self.index.faiss_examples().search(doc_vector[None, :].astype(np.float32), k)
             labels = [self._example_labels[i] for i in ids[0] if i >= 0]
             examples = example_votes(sims[0][: len(labels)], labels, n_tags)
+            if labels and sims[0][0] >= SAME_TEXT and self.index.examples[ids[0][0]].corrected:
+                return Evidence(scores, keyword, cue, examples, tag_sims, labels[0][0])
         return Evidence(scores, keyword, cue, examples, tag_sims)
 
     def _result(
@@ -193,6 +199,8 @@ class Tagger:
             ev.scores[None, :], ev.keyword[None, :], ev.cue[None, :], ev.examples[None, :], self.settings
         )
         chosen, selected_on = picked[0], values[0]
+        if ev.corrected is not None:  # a person tagged this very text
+            chosen = list(ev.corrected)
         tags = [self.index.tags[i] for i in chosen]
         result = TagResult(doc.id, tags)
         if not tags:

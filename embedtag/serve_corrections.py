@@ -1,0 +1,125 @@
+"""The correction loop on `embedtag serve`: POST /feedback, POST /admin/reload and the /review page.
+
+Reload swaps the tagger whole: the new index is loaded (and checked against the running model)
+beside the old one, then one attribute assignment hands it to the micro-batcher. A batch
+already running finishes with the old tagger; every later batch uses the new one; no request
+waits on the load or fails because of it. A failed load keeps the old index and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Body, FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from embedtag.corrections import CorrectionStore, RecentDocuments, parse_correction
+from embedtag.errors import EmbedtagError
+from embedtag.tagger import Document
+
+if TYPE_CHECKING:
+    from embedtag.serve import MicroBatcher
+    from embedtag.tagger import Tagger
+
+
+def review_page() -> str:
+    return (resources.files("embedtag") / "data" / "review.html").read_text(encoding="utf-8")
+
+
+class CorrectionService:
+    """What the routes share: the store, recently tagged documents, and the reload lock."""
+
+    def __init__(self, app: FastAPI, batcher: MicroBatcher, index_path: str | Path | None,
+                 store_path: str | Path | None) -> None:
+        self.app = app
+        self.batcher = batcher
+        self.index_path = index_path
+        self.store_path = store_path
+        self._store: CorrectionStore | None = None
+        self.recent = RecentDocuments()
+        self._reload_lock = threading.Lock()
+        self.reloads = 0
+
+    @property
+    def tagger(self) -> Tagger:
+        tagger: Tagger = self.batcher.tagger
+        return tagger
+
+    def store(self) -> CorrectionStore:
+        if self._store is None:  # opened on first use: a server that never gets feedback needs no file
+            self._store = CorrectionStore(self.store_path)
+        return self._store
+
+    def lookup(self, project_id: str) -> Document | None:
+        return self.recent.get(project_id) or self.store().document(project_id)
+
+    def feedback(self, data: Any) -> dict[str, Any]:
+        correction = parse_correction(data, self.tagger.index.tags, "feedback", lookup=self.lookup)
+        projects = self.store().add([correction])
+        return {**correction.to_json(), "stored": True, "projects": projects, "store": str(self.store().path)}
+
+    def reload(self) -> dict[str, Any]:
+        from embedtag.index import default_index_path, load_index
+        from embedtag.tagger import Tagger
+
+        with self._reload_lock:  # one reload at a time; tagging goes on meanwhile
+            path = self.index_path or default_index_path()
+            new = Tagger(load_index(path), self.tagger.encoder)
+            self.batcher.tagger = new  # atomic: the next batch uses the new index
+            self.app.state.tagger = new
+            self.reloads += 1
+            return {
+                "reloaded": True,
+                "index": str(path),
+                "tags": len(new.index.tags),
+                "examples": len(new.index.examples),
+                "calibrated": new.settings.ranker is not None,
+                "reloads": self.reloads,
+            }
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message, "message": message}, status_code=status)
+
+
+def register(
+    app: FastAPI,
+    batcher: MicroBatcher,
+    index_path: str | Path | None = None,
+    store_path: str | Path | None = None,
+) -> CorrectionService:
+    """Add /feedback, /admin/reload and /review to the app."""
+    service = CorrectionService(app, batcher, index_path, store_path)
+    app.state.corrections = service
+
+    @app.post("/feedback", status_code=201, summary="Store a person's final tags for a project")
+    async def feedback(
+        body: dict[str, Any] = Body(  # noqa: B008 - FastAPI's way of declaring a body
+            ...,
+            examples=[{"id": "1977", "core": ["k8s", "cloud-native"], "also": ["iot"],
+                       "description": "Kubernetes Native Edge Computing Framework", "readme": "# KubeEdge ..."}],
+        ),
+    ) -> JSONResponse:
+        try:
+            answer = await asyncio.get_running_loop().run_in_executor(None, service.feedback, body)
+        except EmbedtagError as exc:
+            return _error(422, str(exc))
+        return JSONResponse(answer, status_code=201)
+
+    @app.post("/admin/reload", summary="Load the index again (after `embedtag calibrate --from-store`)")
+    async def reload() -> JSONResponse:
+        try:
+            answer = await asyncio.get_running_loop().run_in_executor(None, service.reload)
+        except EmbedtagError as exc:
+            return _error(409, f"kept the index in use: {exc}")
+        return JSONResponse(answer)
+
+    @app.get("/review", response_class=HTMLResponse, summary="A page to review and fix tags")
+    async def review() -> HTMLResponse:
+        return HTMLResponse(review_page())
+
+    return service
