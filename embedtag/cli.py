@@ -417,6 +417,8 @@ def calibrate(
         new_index = with_examples(new_index, base, records, scored.doc_vectors)
     if from_store and not gold_path:  # the index's own examples stay, corrected ones replaced
         new_index = corr.keep_old_examples(new_index, tagger.index, corrected)
+    if add_only:  # settings as they were: a zero-shot index must not let a few examples vote on every README
+        new_index = replace(new_index, settings=tagger.settings)
     new_index = corr.mark_corrected(new_index, corrected)
     target = out or index or str(default_index_path())
     new_index.save(target)

@@ -1,0 +1,71 @@
+"""The correction loop on a real `embedtag serve` process: /feedback, calibrate --from-store, /admin/reload."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from embedtag.corrections import CorrectionStore
+from tests.test_serve import DOCS, index_dir, serve_process  # noqa: F401 - index_dir is a fixture
+
+pytestmark = pytest.mark.allow_network  # loopback only: the server under test
+
+
+def test_feedback_changes_the_tags_after_calibrate_and_reload(index_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    index = tmp_path / "index"
+    subprocess.run(["cp", "-r", str(index_dir), str(index)], check=True)
+    store = tmp_path / "store.sqlite3"
+    doc = DOCS[2]  # the SQL database README
+    with serve_process(index, "--store", str(store)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        before = client.post("/tag", json=doc).json()["tags"]
+        assert before and "game" not in before
+        # refers to the record just tagged by its id: no need to send the README again
+        posted = client.post("/feedback", json={"id": doc["id"], "core": ["game", "cli"]})
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["core"] == ["game", "cli"] and posted.json()["projects"] == 1
+        bad = client.post("/feedback", json={"id": "x", "core": ["gmae"], "readme": "r"})
+        assert bad.status_code == 422 and "did you mean game?" in bad.json()["message"]
+        unknown = client.post("/feedback", json={"id": "never-seen", "core": ["game"]})
+        assert unknown.status_code == 422 and "send the text" in unknown.json()["message"]
+        assert CorrectionStore(store).get(str(doc["id"])) is not None
+
+        calibrated = subprocess.run(
+            [sys.executable, "-m", "embedtag", "calibrate", "--from-store", "--index", str(index),
+             "--model", "hashing", "--store", str(store)],
+            capture_output=True, text=True,
+        )
+        assert calibrated.returncode == 0, calibrated.stderr
+        assert client.post("/tag", json=doc).json()["tags"] == before  # not reloaded yet
+
+        def tag(i: int) -> int:
+            return client.post("/tag", json=DOCS[i % len(DOCS)]).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            during = [pool.submit(tag, i) for i in range(60)]
+            reloaded = client.post("/admin/reload")
+            statuses = [f.result() for f in during]
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["examples"] == 1
+        assert statuses == [200] * 60  # no request dropped while the index was swapped
+        assert client.post("/tag", json=doc).json()["tags"] == ["game", "cli"]
+        assert client.post("/tag", json=DOCS[6]).json()["tags"] == client.post("/tag", json=DOCS[6]).json()["tags"]
+        assert client.get("/health").json()["status"] == "ok"
+
+
+def test_reload_of_a_broken_index_keeps_the_old_one(index_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    index = tmp_path / "index"
+    subprocess.run(["cp", "-r", str(index_dir), str(index)], check=True)
+    with serve_process(index, "--store", str(tmp_path / "s.db")) as url, httpx.Client(base_url=url, timeout=60) as c:
+        before = c.post("/tag", json=DOCS[0]).json()
+        (index / "tags.faiss").write_bytes(b"garbage")
+        answer = c.post("/admin/reload")
+        assert answer.status_code == 409 and "kept the index in use" in answer.json()["message"]
+        assert c.post("/tag", json=DOCS[0]).json() == before
+        page = c.get("/review")
+        assert page.status_code == 200 and "<title>embedtag review</title>" in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
