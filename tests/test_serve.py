@@ -91,7 +91,7 @@ def expected(tagger: Tagger, doc: dict[str, Any], tag_format: str = "names", exp
 
 
 @contextmanager
-def serve_process(index_dir: Path, *options: str, workers: int = 1) -> Iterator[str]:
+def serve_process(index_dir: Path, *options: str, workers: int = 1, model: str | None = "hashing") -> Iterator[str]:
     """Run `embedtag serve` in a subprocess; yields its base URL once every worker has started.
 
     Readiness comes from uvicorn's log, not from polling: the test process may open loopback
@@ -101,7 +101,7 @@ def serve_process(index_dir: Path, *options: str, workers: int = 1) -> Iterator[
     env.pop("EMBEDTAG_INDEX", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedtag", "serve", "--port", str(port), "--index", str(index_dir),
-         "--model", "hashing", "--workers", str(workers), *options],
+         *(["--model", model] if model else []), "--workers", str(workers), *options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     log: list[str] = []
