@@ -408,10 +408,7 @@ def calibrate(
     add_only = not gold_path and len(records) < corr.MIN_RECORDS_TO_REFIT
     scored = cal_mod.score_labelled(tagger, records)
     base = tagger.without_examples()
-    if add_only:
-        settings = tagger.settings
-    else:
-        settings = cal_mod.calibrate(scored, base.settings, use_examples=examples)
+    settings = tagger.settings if add_only else cal_mod.calibrate(scored, base.settings, use_examples=examples)
     new_index = replace(base.index, settings=settings)
     if examples or from_store:
         new_index = with_examples(new_index, base, records, scored.doc_vectors)
@@ -486,8 +483,8 @@ def doctor(
             from embedtag.encoder import load_encoder
             from embedtag.glosses import load_glosses
             from embedtag.index import build_index
-            from embedtag.tags import load_tags
             from embedtag.tagger import Tagger
+            from embedtag.tags import load_tags
 
             encoder = load_encoder(model)
             tagger = Tagger(build_index(load_tags(tags_path), load_glosses(glosses_path), encoder), encoder)

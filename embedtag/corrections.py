@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sqlite3
 import time
 from collections import OrderedDict
@@ -184,7 +185,7 @@ class CorrectionStore:
     """The SQLite file of corrections. Safe to share between threads and processes: each call
     opens its own connection, and each write is one transaction."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -319,7 +319,8 @@ def usage_findings(usage: dict[str, TagUsage], n_docs: int) -> list[Finding]:
         if u.top3 == 0:
             found.append(Finding(
                 "never-top3", name,
-                f"{name} never reached a README's top three on the corpus ({n_docs} READMEs; expected {u.expected:.1f})",
+                f"{name} never reached a README's top three on the corpus ({n_docs} READMEs; "
+                f"expected {u.expected:.1f})",
                 f"add glosses that read like the READMEs of {name} projects, or labelled examples "
                 "(`embedtag learn`, then `embedtag calibrate --from-store`)",
                 value=u.expected,
@@ -329,7 +330,8 @@ def usage_findings(usage: dict[str, TagUsage], n_docs: int) -> list[Finding]:
                 "wins-too-often", name,
                 f"{name} was picked {u.picked} times, {u.picked / max(u.expected, 1e-9):.1f}x its expected "
                 f"{u.expected:.1f}",
-                f"make {name}'s glosses narrower (they match too much), or add examples of projects that are not {name}",
+                f"make {name}'s glosses narrower (they match too much), or add examples of projects that "
+                f"are not {name}",
                 value=u.picked / max(u.expected, 1e-9),
             ))
     return found
@@ -356,8 +358,8 @@ def diagnose(
     for name in generated_only(index):
         findings.append(Finding(
             "no-gloss", name, f"{name} has no curated gloss, only generated placeholder lines",
-            "write 4-6 one-line glosses of what a {0} project looks like (`embedtag glosses` makes the file to "
-            "edit), then `embedtag build-index --glosses FILE`".format(name),
+            f"write 4-6 one-line glosses of what a {name} project looks like (`embedtag glosses` makes the file "
+            "to edit), then `embedtag build-index --glosses FILE`",
         ))
     if encoder is not None:
         report.names = place_names(index, encoder)

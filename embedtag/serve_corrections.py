@@ -9,6 +9,7 @@ waits on the load or fails because of it. A failed load keeps the old index and 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from importlib import resources
 from pathlib import Path
@@ -33,8 +34,8 @@ def review_page() -> str:
 class CorrectionService:
     """What the routes share: the store, recently tagged documents, and the reload lock."""
 
-    def __init__(self, app: FastAPI, batcher: MicroBatcher, index_path: str | Path | None,
-                 store_path: str | Path | None) -> None:
+    def __init__(self, app: FastAPI, batcher: MicroBatcher, index_path: str | os.PathLike[str] | None,
+                 store_path: str | os.PathLike[str] | None) -> None:
         self.app = app
         self.batcher = batcher
         self.index_path = index_path
@@ -67,7 +68,7 @@ class CorrectionService:
         from embedtag.tagger import Tagger
 
         with self._reload_lock:  # one reload at a time; tagging goes on meanwhile
-            path = self.index_path or default_index_path()
+            path = Path(self.index_path) if self.index_path else default_index_path()
             new = Tagger(load_index(path), self.tagger.encoder)
             self.batcher.tagger = new  # atomic: the next batch uses the new index
             self.app.state.tagger = new
@@ -89,8 +90,8 @@ def _error(status: int, message: str) -> JSONResponse:
 def register(
     app: FastAPI,
     batcher: MicroBatcher,
-    index_path: str | Path | None = None,
-    store_path: str | Path | None = None,
+    index_path: str | os.PathLike[str] | None = None,
+    store_path: str | os.PathLike[str] | None = None,
 ) -> CorrectionService:
     """Add /feedback, /admin/reload and /review to the app."""
     service = CorrectionService(app, batcher, index_path, store_path)
