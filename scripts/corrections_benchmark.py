@@ -68,7 +68,7 @@ with `embedtag eval` on the other {len(test_rows)}, which neither has seen.
 {row(f"after: + {len(learn_rows)} corrections, `calibrate --from-store`", after)}
 
 Strict F1 {before['strict_f1']:.3f} → {after['strict_f1']:.3f} ({after['strict_f1'] - before['strict_f1']:+.3f}).
-`learn` + `calibrate --from-store` took {seconds:.0f} s on this 2-core machine (it embeds the
+`learn` + `calibrate --from-store` took {seconds:.0f} s on this 2-core machine (wall clock; it embeds the
 corrected READMEs once). The shipped index is not a fair 'before': it is calibrated on the whole
 dev set, held-out half included.
 
