@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from embedtag.calibrate import EXAMPLE_WEIGHT
-from embedtag.encoder import load_encoder
+from embedtag.encoder import Encoder, load_encoder
+from embedtag.exemplars import EXEMPLAR_WEIGHT, Exemplar, read_exemplars
 from embedtag.glosses import load_glosses
 from embedtag.index import Example, TagIndex, build_index
 from embedtag.records import LabelledRecord, read_labelled
@@ -57,6 +58,23 @@ def with_examples(
     )
 
 
+def with_exemplars(index: TagIndex, encoder: Encoder, exemplars: list[Exemplar], source: str = "") -> TagIndex:
+    """The index plus exemplar vectors and tag ids (their text is embedded, never stored).
+
+    Without a ranker their vote is added with `EXEMPLAR_WEIGHT`; `embedtag calibrate` weighs it."""
+    by_key = {tag.key: tag.id for tag in index.tags}
+    settings = index.settings
+    if settings.ranker is None and not settings.exemplar_weight:
+        settings = replace(settings, exemplar_weight=EXEMPLAR_WEIGHT)
+    return replace(
+        index,
+        exemplar_tags=[tuple(by_key[t] for t in e.tags) for e in exemplars],
+        exemplar_vectors=encoder.encode([e.text for e in exemplars]),
+        exemplar_source=source,
+        settings=settings,
+    )
+
+
 def build(
     tags_path: str | Path | None,
     glosses_path: str | Path | None,
@@ -64,8 +82,9 @@ def build(
     out: str | Path,
     examples_path: str | Path | None = None,
     settings: ScoringSettings | None = None,
+    exemplars_path: str | Path | None = None,
 ) -> TagIndex:
-    """`embedtag build-index`: embed tag texts (and examples) and write the index atomically.
+    """`embedtag build-index`: embed tag texts (and examples, exemplars) and write the index atomically.
 
     `settings` (chunk sizes...) are stored in the manifest and used by every later `tag`."""
     tags = load_tags(tags_path)
@@ -73,6 +92,9 @@ def build(
     settings = settings or ScoringSettings()
     encoder = load_encoder(model, max_tokens=max(settings.max_tokens, 128))
     index = build_index(tags, glosses, encoder, settings)
+    if exemplars_path is not None:
+        found = read_exemplars(exemplars_path, {t.key for t in tags})
+        index = with_exemplars(index, encoder, found.exemplars, Path(exemplars_path).name)
     if examples_path is not None:
         records = read_labelled(examples_path, {t.key for t in tags})
         index = with_examples(index, Tagger(index, encoder), records)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from embedtag.exemplars import exemplar_votes
 from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
@@ -39,6 +40,8 @@ class ScoredSet:
     doc_vectors: np.ndarray  # (docs x dim), L2-normalised
     core: list[tuple[int, ...]]
     also: list[tuple[int, ...]]
+    exemplars: np.ndarray | None = None  # (docs x tags) nearest exemplars' votes; None: no exemplars
+    tag_ids: tuple[int, ...] = ()  # the index's tag ids in column order (keys of per-tag biases)
 
     def subset(self, rows: Sequence[int]) -> ScoredSet:
         rows = list(rows)
@@ -50,6 +53,8 @@ class ScoredSet:
             self.doc_vectors[rows],
             [self.core[i] for i in rows],
             [self.also[i] for i in rows],
+            self.exemplars[rows] if self.exemplars is not None else None,
+            self.tag_ids,
         )
 
 
@@ -78,6 +83,12 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
             keyword[start + row] = evidence.keyword
             cue[start + row] = evidence.cue
             vectors[start + row] = document_vector(chunks, v)
+    index = tagger.index
+    exemplars = None
+    if index.exemplar_vectors is not None:
+        by_id = {tag.id: i for i, tag in enumerate(index.tags)}
+        labels = [tuple(by_id[t] for t in tags if t in by_id) for tags in index.exemplar_tags]
+        exemplars = exemplar_votes(vectors, index.exemplar_vectors, labels, n_tags)
     return ScoredSet(
         ids=[r.document.id for r in records],
         zero_shot=zero,
@@ -86,6 +97,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
         doc_vectors=vectors,
         core=[tuple(position[t] for t in r.core if t in position) for r in records],
         also=[tuple(position[t] for t in r.also if t in position) for r in records],
+        exemplars=exemplars,
+        tag_ids=tuple(tag.id for tag in index.tags),
     )
 
 
@@ -103,6 +116,7 @@ def examples_from_index(index: TagIndex) -> ScoredSet | None:
         doc_vectors=index.example_vectors,
         core=[tuple(position[t] for t in e.core if t in position) for e in index.examples],
         also=[tuple(position[t] for t in e.also if t in position) for e in index.examples],
+        tag_ids=tuple(tag.id for tag in index.tags),
     )
 
 
@@ -143,7 +157,9 @@ def predict(
         votes = example_matrix(scored.doc_vectors, examples, settings.example_k, n_tags, exclude_self)
     else:
         votes = np.zeros_like(scored.zero_shot)
-    return choose_tags(scored.zero_shot, scored.keyword, scored.cue, votes, settings)
+    return choose_tags(
+        scored.zero_shot, scored.keyword, scored.cue, votes, settings, scored.exemplars, scored.tag_ids or None
+    )
 
 
 def micro_f1(preds: list[list[int]], core: Sequence[tuple[int, ...]]) -> float:
@@ -181,16 +197,32 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
         votes = example_matrix(train.doc_vectors, train, settings.example_k, n_tags, exclude_self=True)
     else:
         votes = np.zeros_like(train.zero_shot)
-    features = ranker_features(train.zero_shot, train.keyword, train.cue, votes)
+    features = ranker_features(train.zero_shot, train.keyword, train.cue, votes, train.exemplars)
     target = np.zeros((n_docs, n_tags))
     for row, core in enumerate(train.core):
         target[row, list(core)] = 1.0
-    w = _logistic(features.reshape(-1, len(RANKER_FEATURES)), target.reshape(-1), RANKER_L2)
-    ranker = Ranker(dict(zip(RANKER_FEATURES, (float(v) for v in w[1:]), strict=True)), float(w[0]), 0.5)
+    # one bias column per tag that annotators picked at least once here (see Ranker.tag_bias)
+    biased = [t for t in range(n_tags) if target[:, t].any()] if train.tag_ids else []
+    columns = features.reshape(-1, len(RANKER_FEATURES))
+    if biased:
+        indicator = np.zeros((n_docs, n_tags, len(biased)))
+        indicator[:, biased, np.arange(len(biased))] = 1.0
+        columns = np.hstack([columns, indicator.reshape(-1, len(biased))])
+    w = _logistic(columns, target.reshape(-1), RANKER_L2)
+    n_features = len(RANKER_FEATURES)
+    ranker = Ranker(
+        dict(zip(RANKER_FEATURES, (float(v) for v in w[1 : n_features + 1]), strict=True)),
+        float(w[0]),
+        0.5,
+        tag_bias={train.tag_ids[t]: float(v) for t, v in zip(biased, w[n_features + 1 :], strict=True)},
+    )
     best = (-1.0, ranker.threshold)
     for threshold in THRESHOLD_GRID:
         trial = replace(settings, ranker=replace(ranker, threshold=threshold))
-        f1 = micro_f1(choose_tags(train.zero_shot, train.keyword, train.cue, votes, trial)[0], train.core)
+        chosen = choose_tags(
+            train.zero_shot, train.keyword, train.cue, votes, trial, train.exemplars, train.tag_ids or None
+        )[0]
+        f1 = micro_f1(chosen, train.core)
         if f1 > best[0] + 1e-9:
             best = (f1, threshold)
     return replace(ranker, threshold=best[1])

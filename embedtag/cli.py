@@ -133,14 +133,18 @@ def batch(
 @click.option(
     "--examples", "examples_path", type=click.Path(), help="Labelled JSONL (id, readme, core, also) to learn from."
 )
+@click.option(
+    "--exemplars", "exemplars_path", type=click.Path(),
+    help="JSONL of project descriptions with tags ({text, tags}) whose nearest ones vote (README: Exemplars).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to write.")
 @click.option("--max-chunks", type=click.IntRange(1, 64), default=None,
               help="Chunks embedded per README [default: 12]; fewer is faster (curve in benchmarks/speed.md).")
 @click.option("--max-tokens", type=click.IntRange(16, 256), default=None,
               help="Model tokens per chunk [default: 64; the bundled model reads at most 256].")
 def build_index_cmd(
-    tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None, out: str,
-    max_chunks: int | None, max_tokens: int | None,
+    tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None,
+    exemplars_path: str | None, out: str, max_chunks: int | None, max_tokens: int | None,
 ) -> None:
     """Embed tag names and glosses once into a FAISS index."""
     from dataclasses import replace
@@ -154,12 +158,12 @@ def build_index_cmd(
     if max_tokens is not None:
         settings = replace(settings, max_tokens=max_tokens)
     try:
-        index = build(tags_path, glosses_path, model, out, examples_path, settings)
+        index = build(tags_path, glosses_path, model, out, examples_path, settings, exemplars_path)
     except EmbedtagError as exc:
         raise _fail(exc) from None
     click.echo(
         f"wrote {out}: {len(index.tags)} tags, {len(index.texts)} tag texts, "
-        f"{len(index.examples)} examples, model {index.model_name}",
+        f"{len(index.examples)} examples, {len(index.exemplar_tags)} exemplars, model {index.model_name}",
         err=True,
     )
 
@@ -409,7 +413,8 @@ def calibrate(
     scored = cal_mod.score_labelled(tagger, records)
     base = tagger.without_examples()
     settings = tagger.settings if add_only else cal_mod.calibrate(scored, base.settings, use_examples=examples)
-    new_index = replace(base.index, settings=settings)
+    # the index's own examples are rebuilt below; its tag texts and exemplars stay
+    new_index = replace(tagger.index, settings=settings, examples=[], example_vectors=None, _faiss_examples=None)
     if examples or from_store:
         new_index = with_examples(new_index, base, records, scored.doc_vectors)
     if from_store and not gold_path:  # the index's own examples stay, corrected ones replaced

@@ -24,6 +24,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TEXT_VECTORS = "tags.faiss"
 EXAMPLE_VECTORS = "examples.faiss"
+EXEMPLAR_VECTORS = "exemplars.faiss"
 REBUILD_HINT = "rebuild it with `embedtag build-index --out DIR` (see README)"
 
 
@@ -59,9 +60,14 @@ def _faiss() -> Any:
     return faiss
 
 
-def _flat_index(vectors: np.ndarray) -> Any:
+def _flat_index(vectors: np.ndarray, half: bool = False) -> Any:
+    """An inner-product FAISS index; `half` stores float16 (exemplars: half the size, same votes)."""
     faiss = _faiss()
-    index = faiss.IndexFlatIP(int(vectors.shape[1]))
+    dim = int(vectors.shape[1])
+    if half:
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexFlatIP(dim)
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
@@ -93,6 +99,10 @@ class TagIndex:
     cues: dict[int, list[str]] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     example_vectors: np.ndarray | None = None
+    # exemplars (embedtag.exemplars): tag ids per exemplar and their vectors; never their text
+    exemplar_tags: list[tuple[int, ...]] = field(default_factory=list)
+    exemplar_vectors: np.ndarray | None = None
+    exemplar_source: str = ""
     _faiss_texts: Any = field(default=None, repr=False)
     _faiss_examples: Any = field(default=None, repr=False)
 
@@ -157,6 +167,12 @@ class TagIndex:
             "keywords": {str(k): v for k, v in self.keywords.items()},
             "cues": {str(k): v for k, v in self.cues.items()},
             "settings": self.settings.to_json(),
+            "exemplars": {
+                "source": self.exemplar_source,
+                "count": len(self.exemplar_tags),
+                # one "id,id" string per exemplar keeps the manifest short and readable
+                "tags": [",".join(str(t) for t in tags) for tags in self.exemplar_tags],
+            },
             "examples": [
                 {"id": e.id, "core": list(e.core), "also": list(e.also), **({"corrected": True} if e.corrected else {})}
                 for e in self.examples
@@ -179,6 +195,9 @@ class TagIndex:
             if self.example_vectors is not None and len(self.examples):
                 faiss.write_index(_flat_index(self.example_vectors), str(tmp / EXAMPLE_VECTORS))
                 manifest["files"][EXAMPLE_VECTORS] = _sha256(tmp / EXAMPLE_VECTORS)
+            if self.exemplar_vectors is not None and len(self.exemplar_tags):
+                faiss.write_index(_flat_index(self.exemplar_vectors, half=True), str(tmp / EXEMPLAR_VECTORS))
+                manifest["files"][EXEMPLAR_VECTORS] = _sha256(tmp / EXEMPLAR_VECTORS)
             with (tmp / MANIFEST).open("w", encoding="utf-8") as handle:
                 json.dump(manifest, handle, ensure_ascii=False, indent=1)
                 handle.write("\n")
@@ -277,6 +296,11 @@ def load_index(path: str | Path | None = None) -> TagIndex:
             )
             for e in manifest.get("examples", [])
         ]
+        exemplar_info = manifest.get("exemplars") or {}
+        exemplar_tags = [
+            tuple(int(x) for x in str(entry).split(",") if x) for entry in exemplar_info.get("tags", [])
+        ]
+        exemplar_source = str(exemplar_info.get("source", ""))
         settings = ScoringSettings.from_json(manifest.get("settings", {}))
         dimension = int(model["dimension"])
         model_name, model_fingerprint = str(model["name"]), str(model["fingerprint"])
@@ -302,6 +326,16 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         example_vectors = _read_vectors(directory / EXAMPLE_VECTORS, files.get(EXAMPLE_VECTORS), "example vectors")
         if example_vectors.shape[0] != len(examples):
             raise IndexError_(f"{directory / EXAMPLE_VECTORS} does not match the manifest; {REBUILD_HINT}")
+    exemplar_vectors = None
+    if exemplar_tags:
+        exemplar_vectors = _read_vectors(
+            directory / EXEMPLAR_VECTORS, files.get(EXEMPLAR_VECTORS), "exemplar vectors"
+        )
+        if exemplar_vectors.shape != (len(exemplar_tags), dimension):
+            raise IndexError_(f"{directory / EXEMPLAR_VECTORS} does not match the manifest; {REBUILD_HINT}")
+        known = {tag.id for tag in tags}
+        if any(t not in known for entry in exemplar_tags for t in entry):
+            raise IndexError_(f"{manifest_path} lists exemplar tags that are not in its tag list; {REBUILD_HINT}")
     return TagIndex(
         tags=tags,
         texts=texts,
@@ -314,6 +348,9 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         cues=cues,
         examples=examples,
         example_vectors=example_vectors,
+        exemplar_tags=exemplar_tags,
+        exemplar_vectors=exemplar_vectors,
+        exemplar_source=exemplar_source,
     )
 
 

@@ -4,6 +4,7 @@ and the calibrated ranker that weighs them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -35,6 +36,8 @@ class ScoringSettings:
     # labelled examples (prototypes): weight of the neighbours' tag votes, and how many
     example_weight: float = 0.0
     example_k: int = 10
+    # exemplars without a ranker (a zero-shot index built with --exemplars): weight of their vote
+    exemplar_weight: float = 0.0
     # selection
     threshold: float = 0.0
     margin: float = 0.07
@@ -71,13 +74,31 @@ RANKER_FEATURES = (
     "examples",  # labelled neighbours' vote
     "examples_gap",  # vote minus the README's best vote
     "examples_first",  # the tag has the neighbours' best vote (and a vote at all)
+    "exemplars",  # nearest exemplars' vote, scaled to the README's best-voted tag (embedtag.exemplars)
+    "exemplars_first",  # the tag has the exemplars' best vote
+    "exemplars_top3",  # the tag is among the exemplars' three best votes
 )
 
 
-def ranker_features(scores: np.ndarray, keyword: np.ndarray, cue: np.ndarray, examples: np.ndarray) -> np.ndarray:
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Each entry's rank within its row (0 = largest; ties keep column order)."""
+    ranks: np.ndarray = np.argsort(np.argsort(-values, axis=1, kind="stable"), axis=1, kind="stable")
+    return ranks
+
+
+def ranker_features(
+    scores: np.ndarray,
+    keyword: np.ndarray,
+    cue: np.ndarray,
+    examples: np.ndarray,
+    exemplars: np.ndarray | None = None,
+) -> np.ndarray:
     """(docs x tags) evidence → (docs x tags x features), in RANKER_FEATURES order."""
-    rank = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable")
-    votes_rank = np.argsort(np.argsort(-examples, axis=1, kind="stable"), axis=1, kind="stable")
+    rank = _ranks(scores)
+    votes_rank = _ranks(examples)
+    if exemplars is None:
+        exemplars = np.zeros_like(scores)
+    exemplar_rank = _ranks(exemplars)
     columns = [
         scores,
         scores - scores.max(axis=1, keepdims=True),
@@ -89,6 +110,9 @@ def ranker_features(scores: np.ndarray, keyword: np.ndarray, cue: np.ndarray, ex
         examples,
         examples - examples.max(axis=1, keepdims=True),
         (votes_rank == 0) & (examples > 0),
+        exemplars,
+        (exemplar_rank == 0) & (exemplars > 0),
+        (exemplar_rank < 3) & (exemplars > 0),
     ]
     return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
 
@@ -106,10 +130,21 @@ class Ranker:
     intercept: float
     threshold: float
     order_example_weight: float = 0.1
+    # per tag id: how much more (or less) often annotators pick the tag than its evidence says;
+    # fitted only for tags with labelled examples, so a tag without any competes on evidence alone
+    tag_bias: dict[int, float] = field(default_factory=dict)
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
+    def bias_vector(self, tag_ids: Sequence[int] | None, n_tags: int) -> np.ndarray:
+        if tag_ids is None or not self.tag_bias:
+            return np.zeros(n_tags)
+        return np.array([self.tag_bias.get(t, 0.0) for t in tag_ids])
+
+    def probabilities(self, features: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         w = np.array([self.weights.get(name, 0.0) for name in RANKER_FEATURES])
-        logits = np.clip(features @ w + self.intercept, -30.0, 30.0)
+        logits = features @ w + self.intercept
+        if bias is not None:
+            logits = logits + bias
+        logits = np.clip(logits, -30.0, 30.0)
         out: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
         return out
 
@@ -119,6 +154,7 @@ class Ranker:
             "intercept": round(self.intercept, 6),
             "threshold": round(self.threshold, 6),
             "order_example_weight": self.order_example_weight,
+            "tag_bias": {str(k): round(v, 6) for k, v in sorted(self.tag_bias.items())},
         }
 
     @classmethod
@@ -131,6 +167,7 @@ class Ranker:
             intercept=float(data["intercept"]),
             threshold=float(data["threshold"]),
             order_example_weight=float(data.get("order_example_weight", 0.1)),
+            tag_bias={int(k): float(v) for k, v in data.get("tag_bias", {}).items()},
         )
 
 
@@ -291,18 +328,28 @@ def example_votes(
 
 
 def choose_tags(
-    scores: np.ndarray, keyword: np.ndarray, cue: np.ndarray, examples: np.ndarray, settings: ScoringSettings
+    scores: np.ndarray,
+    keyword: np.ndarray,
+    cue: np.ndarray,
+    examples: np.ndarray,
+    settings: ScoringSettings,
+    exemplars: np.ndarray | None = None,
+    tag_ids: Sequence[int] | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """The tags for each README (rows of docs x tags evidence), best first, and the per-tag
     values they were selected on (the ranker's chances, else the combined scores).
 
-    `scores` are zero-shot scores with any tag bias already taken off.
+    `scores` are zero-shot scores with any tag bias already taken off; `tag_ids` (the index's
+    tag ids, in column order) place the ranker's per-tag biases.
     """
     ranker = settings.ranker
     if ranker is None:
         combined = scores + settings.example_weight * examples
+        if exemplars is not None:
+            combined = combined + settings.exemplar_weight * exemplars
         return [select_tags(row, settings) for row in combined], combined
-    chances = ranker.probabilities(ranker_features(scores, keyword, cue, examples))
+    features = ranker_features(scores, keyword, cue, examples, exemplars)
+    chances = ranker.probabilities(features, ranker.bias_vector(tag_ids, scores.shape[1]))
     order_by = scores + ranker.order_example_weight * examples
     k = min(settings.max_tags, scores.shape[1])
     chosen = []

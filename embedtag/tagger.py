@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from embedtag.encoder import Encoder, load_encoder
+from embedtag.exemplars import exemplar_votes
 from embedtag.index import TagIndex, load_index
 from embedtag.scoring import (
     aggregate_votes,
@@ -57,6 +58,7 @@ class Evidence:
     examples: np.ndarray  # labelled neighbours' votes (zeros without examples)
     tag_sims: np.ndarray  # (chunks x tags) similarities, for explanations
     corrected: tuple[int, ...] | None = None  # tag positions of a corrected example with this text
+    exemplars: np.ndarray | None = None  # nearest exemplars' votes (None without exemplars)
 
 
 @dataclass
@@ -104,15 +106,25 @@ class Tagger:
             (tuple(position[t] for t in e.core if t in position), tuple(position[t] for t in e.also if t in position))
             for e in index.examples
         ]
+        self._exemplar_labels = [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_tags]
+        self._tag_ids = [tag.id for tag in index.tags]
         self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
 
     def without_examples(self) -> Tagger:
         """The same model and tag texts scoring zero-shot (no prototypes, biases or ranker)."""
         from dataclasses import replace
 
-        settings = replace(self.settings, example_weight=0.0, tag_bias={}, ranker=None)
+        settings = replace(self.settings, example_weight=0.0, exemplar_weight=0.0, tag_bias={}, ranker=None)
         return Tagger(
-            replace(self.index, settings=settings, examples=[], example_vectors=None, _faiss_examples=None),
+            replace(
+                self.index,
+                settings=settings,
+                examples=[],
+                example_vectors=None,
+                exemplar_tags=[],
+                exemplar_vectors=None,
+                _faiss_examples=None,
+            ),
             self.encoder,
         )
 
@@ -164,6 +176,11 @@ class Tagger:
         keyword = np.zeros(n_tags, dtype=np.float32)
         cue = np.zeros(n_tags, dtype=np.float32)
         examples = np.zeros(n_tags, dtype=np.float32)
+        exemplars = None
+        doc_vector = document_vector(chunks, vectors) if len(vectors) else None
+        if self.index.exemplar_vectors is not None and doc_vector is not None:
+            votes = exemplar_votes(doc_vector[None, :], self.index.exemplar_vectors, self._exemplar_labels, n_tags)
+            exemplars = votes[0]
         if s.keyword_weight:
             if sections is None:
                 sections = readme_sections(doc.readme)
@@ -174,15 +191,14 @@ class Tagger:
             raw = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{doc.readme[: s.cue_chars]}"
             cue = cue_hits(raw, self._cues)
             scores = scores + s.cue_weight * cue
-        if self.index.examples and len(vectors):
-            doc_vector = document_vector(chunks, vectors)
+        if self.index.examples and doc_vector is not None:
             k = min(s.example_k, len(self.index.examples))
             sims, ids = self.index.faiss_examples().search(doc_vector[None, :].astype(np.float32), k)
             labels = [self._example_labels[i] for i in ids[0] if i >= 0]
             examples = example_votes(sims[0][: len(labels)], labels, n_tags)
             if labels and sims[0][0] >= SAME_TEXT and self.index.examples[ids[0][0]].corrected:
-                return Evidence(scores, keyword, cue, examples, tag_sims, labels[0][0])
-        return Evidence(scores, keyword, cue, examples, tag_sims)
+                return Evidence(scores, keyword, cue, examples, tag_sims, corrected=labels[0][0], exemplars=exemplars)
+        return Evidence(scores, keyword, cue, examples, tag_sims, exemplars=exemplars)
 
     def _result(
         self,
@@ -196,7 +212,13 @@ class Tagger:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
         ev = self.score(doc, chunks, vectors, sections)
         picked, values = choose_tags(
-            ev.scores[None, :], ev.keyword[None, :], ev.cue[None, :], ev.examples[None, :], self.settings
+            ev.scores[None, :],
+            ev.keyword[None, :],
+            ev.cue[None, :],
+            ev.examples[None, :],
+            self.settings,
+            exemplars=ev.exemplars[None, :] if ev.exemplars is not None else None,
+            tag_ids=self._tag_ids,
         )
         chosen, selected_on = picked[0], values[0]
         if ev.corrected is not None:  # a person tagged this very text

@@ -179,3 +179,35 @@ def test_vectorised_predictions_equal_what_the_tagger_outputs(
     names = [t.key for t in index.tags]
     assert [[names[t] for t in p] for p in got] == expected
     assert any(expected)
+
+
+def test_per_tag_biases_are_fitted_only_for_tags_with_examples() -> None:
+    """Tags 0-4 are gold somewhere in training and get a bias each; tag 5 has no example, so it
+    gets none and still competes on its evidence."""
+    train = replace(synthetic(core_tags=(1, 2, 3, 4)), tag_ids=(100, 101, 102, 103, 104, 105))
+    train = replace(train, core=[c + (0,) if i % 10 == 0 else c for i, c in enumerate(train.core)])
+    ranker = fit_ranker(train, ScoringSettings(), use_examples=False)
+    assert set(ranker.tag_bias) == {100, 101, 102, 103, 104}  # no bias for 105 (no example)
+    settings = ScoringSettings(ranker=ranker)
+    loaded = ScoringSettings.from_json(json.loads(json.dumps(settings.to_json()))).ranker
+    assert loaded is not None and loaded.tag_bias == pytest.approx(ranker.tag_bias, abs=1e-6)
+    new = replace(synthetic(n_docs=40, seed=3, core_tags=(5,)), tag_ids=train.tag_ids)
+    preds, _ = predict(new, None, settings)
+    assert sum(5 in p for p in preds) >= 36
+    # the biases are keyed by tag id: another column order moves them with their tags
+    chances = choose_tags(new.zero_shot, new.keyword, new.cue, new.cue, settings, tag_ids=train.tag_ids)[1]
+    flipped = choose_tags(
+        new.zero_shot[:, ::-1], new.keyword[:, ::-1], new.cue, new.cue, settings, tag_ids=train.tag_ids[::-1]
+    )[1]
+    assert np.allclose(chances, flipped[:, ::-1])
+
+
+def test_exemplar_votes_are_ranker_features() -> None:
+    scores = f32([[0.3, 0.3, 0.3]])
+    none = np.zeros_like(scores)
+    features = ranker_features(scores, none, none, none, f32([[0.2, 1.0, 0.5]]))
+    column = {name: features[0, :, i].tolist() for i, name in enumerate(RANKER_FEATURES)}
+    assert column["exemplars"] == pytest.approx([0.2, 1.0, 0.5])
+    assert column["exemplars_first"] == [0, 1, 0]
+    assert column["exemplars_top3"] == [1, 1, 1]
+    assert ranker_features(scores, none, none, none)[0, :, RANKER_FEATURES.index("exemplars_top3")].tolist() == [0, 0, 0]
