@@ -185,7 +185,7 @@ def test_per_tag_biases_are_fitted_only_for_tags_with_examples() -> None:
     """Tags 0-4 are gold somewhere in training and get a bias each; tag 5 has no example, so it
     gets none and still competes on its evidence."""
     train = replace(synthetic(core_tags=(1, 2, 3, 4)), tag_ids=(100, 101, 102, 103, 104, 105))
-    train = replace(train, core=[c + (0,) if i % 10 == 0 else c for i, c in enumerate(train.core)])
+    train = replace(train, core=[(*c, 0) if i % 10 == 0 else c for i, c in enumerate(train.core)])
     ranker = fit_ranker(train, ScoringSettings(), use_examples=False)
     assert set(ranker.tag_bias) == {100, 101, 102, 103, 104}  # no bias for 105 (no example)
     settings = ScoringSettings(ranker=ranker)
@@ -210,4 +210,5 @@ def test_exemplar_votes_are_ranker_features() -> None:
     assert column["exemplars"] == pytest.approx([0.2, 1.0, 0.5])
     assert column["exemplars_first"] == [0, 1, 0]
     assert column["exemplars_top3"] == [1, 1, 1]
-    assert ranker_features(scores, none, none, none)[0, :, RANKER_FEATURES.index("exemplars_top3")].tolist() == [0, 0, 0]
+    without = ranker_features(scores, none, none, none)
+    assert without[0, :, RANKER_FEATURES.index("exemplars_top3")].tolist() == [0, 0, 0]

@@ -16,7 +16,7 @@ from embedtag.encoder import HashingEncoder
 from embedtag.errors import IndexError_, InputError
 from embedtag.exemplars import Exemplar, exemplar_votes, read_exemplars
 from embedtag.index import EXEMPLAR_VECTORS, MANIFEST, TagIndex, load_index
-from embedtag.tagger import Tagger
+from embedtag.tagger import Document, Tagger
 
 EXEMPLARS = [
     {"text": "Kubernetes operator that reconciles pods on clusters", "tags": ["k8s"]},
@@ -99,11 +99,12 @@ def test_the_tagger_uses_the_exemplars_vote(
 ) -> None:
     tagger = Tagger(load_index(exemplar_index(fake_index, fake_encoder, tmp_path).save(tmp_path / "i")), fake_encoder)
     readme = "A roguelike video game with levels.\n\nMore levels every week."
-    chunks = tagger.chunks(tagger_doc := __import__("embedtag.tagger").tagger.Document("x", readme))
-    evidence = tagger.score(tagger_doc, chunks, fake_encoder.encode([c.text for c in chunks]))
+    doc = Document("x", readme)
+    chunks = tagger.chunks(doc)
+    evidence = tagger.score(doc, chunks, fake_encoder.encode([c.text for c in chunks]))
     assert evidence.exemplars is not None
     assert tagger.index.tags[int(np.argmax(evidence.exemplars))].key == "game"
-    plain = Tagger(fake_index, fake_encoder).score(tagger_doc, chunks, fake_encoder.encode([c.text for c in chunks]))
+    plain = Tagger(fake_index, fake_encoder).score(doc, chunks, fake_encoder.encode([c.text for c in chunks]))
     assert plain.exemplars is None
 
 
