@@ -22,9 +22,11 @@ import numpy as np
 from embedtag.calibrate import ScoredSet, cross_validate
 from embedtag.encoder import SentenceTransformerEncoder
 from embedtag.evaluate import GoldItem, Report, evaluate, plot_precision_recall, precision_recall_curve
+from embedtag.exemplars import EXEMPLAR_WEIGHT, exemplar_votes
 from embedtag.glosses import load_glosses
-from embedtag.index import build_index
+from embedtag.index import build_index, load_index
 from embedtag.records import read_labelled
+from embedtag.scoring import select_tags
 from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
 from embedtag.text import clean_text
@@ -69,6 +71,10 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/quality-pr.png"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3, help="CV repeats with different fold splits")
+    parser.add_argument(
+        "--exemplars-index", type=Path, default=Path("index"),
+        help="index whose exemplar vectors to use (built with --exemplars; no dev labels in them)",
+    )
     args = parser.parse_args()
 
     started = time.time()
@@ -77,6 +83,11 @@ def main() -> None:
     index = build_index(tags, load_glosses(), encoder)
     tagger = Tagger(index, encoder)
     records = read_labelled(args.gold, {t.key for t in tags})
+    with_ex = load_index(args.exemplars_index)
+    if with_ex.exemplar_vectors is None or [t.id for t in with_ex.tags] != [t.id for t in tags]:
+        sys.exit(f"{args.exemplars_index} has no exemplars for the shipped tag list; build it with --exemplars")
+    by_id = {t.id: i for i, t in enumerate(tags)}
+    exemplar_labels = [tuple(by_id[t] for t in e) for e in with_ex.exemplar_tags]
     gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
     names = [t.key for t in tags]
     position = {k: i for i, k in enumerate(names)}
@@ -115,14 +126,14 @@ def main() -> None:
             docs,
             [tuple(position[t] for t in r.core) for r in records],
             [tuple(position[t] for t in r.also) for r in records],
+            exemplar_votes(docs, with_ex.exemplar_vectors, exemplar_labels, len(tags)),
+            tuple(t.id for t in tags),
         )
 
     def variant(**changes: object) -> Tagger:
         return Tagger(replace(index, settings=replace(index.settings, **changes)), encoder)
 
     def predict_zero(t: Tagger) -> list[list[str]]:
-        from embedtag.scoring import select_tags
-
         return [[names[i] for i in select_tags(s, t.settings)] for s in zero_shot_scores(t)]
 
     rows = [
@@ -159,22 +170,34 @@ def main() -> None:
                 k = min(len(chunks), t.settings.max_chunks)
                 if k:
                     scores[i] = t.score(r.document, chunks[:k], vectors[a : a + k]).scores
-            from embedtag.scoring import select_tags
-
             preds = [[names[j] for j in select_tags(s, t.settings)] for s in scores]
         else:
             preds = predict_zero(t)
         rows.append(row(label, evaluate(preds, gold), note))
 
     scored = scored_set(index.settings.max_chunks)
+    assert scored.exemplars is not None
+    exemplar_zero = [
+        [names[j] for j in select_tags(s, index.settings)]
+        for s in scored.zero_shot + EXEMPLAR_WEIGHT * scored.exemplars
+    ]
+    rows.append(
+        row("(c) zero-shot + exemplar votes", evaluate(exemplar_zero, gold), "tag texts + exemplars; no labels")
+    )
     fewer = scored_set(6)  # the fastest chunk count within 0.01 zero-shot F1 (benchmarks/speed.md)
+    no_exemplars = replace(scored, exemplars=None)
+    no_bias = replace(scored, tag_ids=())
+    previous = replace(scored, exemplars=None, tag_ids=())
     cv_rows: dict[str, list[Report]] = {}
     last_final = None
     for seed in range(args.seeds):
         for label, ex, bias, data in [
-            ("(d) calibration only (ranker fitted, no examples)", False, True, scored),
-            ("(d) examples only (kNN votes, no ranker)", True, False, scored),
-            ("(d) examples + calibration (the shipped setting)", True, True, scored),
+            ("(d) previous default: examples + ranker (no exemplars, no per-tag biases)", True, True, previous),
+            ("(d) calibration only (ranker + exemplars + biases, no examples)", False, True, scored),
+            ("(d) examples only (kNN votes, no ranker)", True, False, previous),
+            ("(d) shipped minus exemplars", True, True, no_exemplars),
+            ("(d) shipped minus per-tag biases", True, True, no_bias),
+            ("(d) examples + exemplars + ranker with per-tag biases (the shipped setting)", True, True, scored),
             ("(d) the shipped setting with 6 chunks per README", True, True, fewer),
         ]:
             preds, final = cross_validate(data, index.settings, args.folds, ex, bias, seed=seed)
