@@ -67,13 +67,20 @@ def cli() -> None:
 @model_option
 @click.option("--explain", is_flag=True, help="Add scores and the README snippets behind each tag.")
 @click.option("--tag-format", type=TAG_FORMATS, default="names", show_default=True)
+@click.option("--prompt", "prompt_path", type=click.Path(allow_dash=True),
+              help="Answer an LLM tagging prompt (file, or - for stdin): its README, id and tag list.")
 def tag(
     readme: str | None, doc_id: str, description: str, index: str | None, model: str | None,
-    explain: bool, tag_format: str,
+    explain: bool, tag_format: str, prompt_path: str | None,
 ) -> None:
     """Tag one README (a file, or - for stdin) and print the expected JSON."""
     from embedtag.records import decode_readme, read_readme
 
+    if prompt_path is not None:
+        if readme or description or doc_id:
+            raise UserError("--prompt carries the README, description and id; give no README, --id or --description", 2)
+        click.echo(_dumps(_answer_prompt(prompt_path, index, model, tag_format)))
+        return
     try:
         if readme == "-":
             text = decode_readme(sys.stdin.buffer.read(), "README on stdin")
@@ -88,6 +95,25 @@ def tag(
     tagger = _load_tagger(index, model)
     result = tagger.tag(text, description=description, id=doc_id, explain=explain)
     click.echo(_dumps(result.to_json(tag_format, explain)))
+
+
+def _answer_prompt(path: str, index: str | None, model: str | None, tag_format: str) -> dict[str, Any]:
+    """`tag --prompt`: the prompt's own tag list picks the index (the shipped one when it matches)."""
+    from embedtag.index_cache import IndexCache
+    from embedtag.prompt import decode_prompt, parse_prompt, read_prompt
+
+    try:
+        text = decode_prompt(sys.stdin.buffer.read(), "prompt on stdin") if path == "-" else read_prompt(path)
+        parsed = parse_prompt(text)
+    except EmbedtagError as exc:
+        raise UserError(str(exc), 2) from None
+    base = _load_tagger(index, model)
+    try:
+        tagger, _ = IndexCache(base).tagger_for(parsed.tags)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    result = tagger.tag(parsed.readme, description=parsed.description, id=parsed.id)
+    return parsed.answer(result, tag_format)
 
 
 @cli.command()

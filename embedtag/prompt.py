@@ -19,10 +19,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from embedtag.errors import EmbedtagError, TagListError
 from embedtag.tags import Tag, parse_tags
+
+if TYPE_CHECKING:
+    from embedtag.tagger import TagResult
+
+# A prompt holds a whole README plus the tag list; past this it is refused, never cut (a cut
+# prompt loses the tag list at its end).
+MAX_PROMPT_BYTES = 8 << 20
 
 
 class PromptError(EmbedtagError):
@@ -77,10 +85,11 @@ class ParsedPrompt:
         value = self.template.get("id", "")
         return value if isinstance(value, str) else json.dumps(value)
 
-    def answer(self, tag_names: list[str]) -> dict[str, Any]:
-        """The expected JSON filled in: the template's fields in their order, `tags` set."""
+    def answer(self, result: TagResult, tag_format: str = "names") -> dict[str, Any]:
+        """The expected JSON filled in: the template's fields in their order, `tags` set to the
+        result's tags (names as the prompt's list spells them)."""
         out = dict(self.template)
-        out["tags"] = list(tag_names)
+        out["tags"] = result.to_json(tag_format)["tags"]
         return out
 
 
@@ -201,3 +210,24 @@ def parse_prompt(text: str) -> ParsedPrompt:
         raw = raw[1:]  # the one space after "base on"; a second one means "no description"
     description, readme = split_content(_trim_content(raw))
     return ParsedPrompt(description.strip(), readme, template, tags, tag_json)
+
+
+def read_prompt(path: str | Path) -> str:
+    """A prompt file as text (UTF-8, bad bytes replaced); a file over MAX_PROMPT_BYTES is refused."""
+    p = Path(path)
+    try:
+        with p.open("rb") as handle:
+            data = handle.read(MAX_PROMPT_BYTES + 1)
+    except FileNotFoundError:
+        raise PromptError(f"prompt file {p} does not exist") from None
+    except IsADirectoryError:
+        raise PromptError(f"prompt file {p} is a directory; pass a file") from None
+    except OSError as exc:
+        raise PromptError(f"prompt file {p} cannot be read: {exc.strerror}") from None
+    return decode_prompt(data, f"prompt file {p}")
+
+
+def decode_prompt(data: bytes, source: str) -> str:
+    if len(data) > MAX_PROMPT_BYTES:
+        raise PromptError(f"{source} is over {MAX_PROMPT_BYTES} bytes; send one README per prompt")
+    return data.decode("utf-8", errors="replace")
