@@ -255,11 +255,14 @@ def info(index: str | None) -> None:
               help="How long a request waits for others to share its encode call.")
 @click.option("--allow-origin", "allow_origins", multiple=True,
               help="Browser origin allowed to call the API (CORS), e.g. http://localhost:3000; repeatable.")
+@click.option("--api-key", envvar="EMBEDTAG_API_KEY", default=None,
+              help="Require Authorization: Bearer KEY on every route but /health and the docs [env EMBEDTAG_API_KEY].")
 def serve(
     host: str, port: int, index: str | None, model: str | None, workers: int, max_body_bytes: int,
-    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...],
+    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...], api_key: str | None,
 ) -> None:
-    """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs."""
+    """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs,
+    and OpenAI-compatible POST /v1/chat/completions and GET /v1/models."""
     import os
 
     try:
@@ -270,12 +273,12 @@ def serve(
         hint = "pip install 'embedtag[serve]'"
         raise UserError(f"`embedtag serve` needs FastAPI and uvicorn ({exc}); {hint}") from None
     tagger = _load_tagger(index, model)  # once, before listening: a bad index or model fails here
-    if host not in {"127.0.0.1", "localhost", "::1"}:
+    if host not in {"127.0.0.1", "localhost", "::1"} and not api_key:
         click.echo(f"warning: listening on {host}: whoever reaches it can call the API (no auth)", err=True)
     if workers == 1:
         app = service.create_app(
             tagger, max_body_bytes=max_body_bytes, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-            allow_origins=list(allow_origins) or None,
+            allow_origins=list(allow_origins) or None, api_key=api_key,
         )
         uvicorn.run(app, host=host, port=port, log_level="info")
         return
@@ -288,6 +291,7 @@ def serve(
         service.ENV_BATCH_WAIT: str(batch_wait_ms),
         service.ENV_THREADS: str(max(1, (os.cpu_count() or 1) // workers)),
         service.ENV_ORIGINS: ",".join(allow_origins),
+        "EMBEDTAG_API_KEY": api_key or "",
     })
     uvicorn.run(
         "embedtag.serve:create_app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -11,6 +11,7 @@ then finds it in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -163,10 +164,9 @@ class IndexCache:
             index = self.enrich(index, tagger)
             tagger = Tagger(index, self.encoder)
         if self.use_disk:
-            try:
+            # a read-only or full cache home costs the next process a rebuild, nothing more
+            with contextlib.suppress(OSError):
                 index.save(directory)
-            except OSError:
-                pass  # a read-only or full cache home costs the next process a rebuild, nothing more
         with self._lock:
             self.stats.builds += 1
         return tagger, BUILT

@@ -374,6 +374,9 @@ class HealthResponse(BaseModel):
     documents: int = Field(description="Documents tagged so far.")
     largest_batch: int
     queued: int
+    index_cache: dict[str, int] | None = Field(
+        None, description="/v1/chat/completions tag lists: shipped, memory_hits, disk_hits, builds, evictions..."
+    )
 
 
 class ValidationMessage(BaseModel):
@@ -433,8 +436,11 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     allow_origins: list[str] | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
-    """The HTTP API around an already loaded tagger; the batcher thread runs while the app does."""
+    """The HTTP API around an already loaded tagger; the batcher thread runs while the app does.
+
+    `api_key`: when set, every route but /health and the docs needs `Authorization: Bearer KEY`."""
     from embedtag import __version__
 
     batcher = MicroBatcher(tagger, max_batch=max_batch, max_wait_ms=batch_wait_ms)
@@ -467,7 +473,7 @@ def create_app(
             CORSMiddleware,  # type: ignore[arg-type]
             allow_origins=allow_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],
         )
 
     @app.exception_handler(RequestValidationError)
@@ -546,9 +552,14 @@ def create_app(
             "tags": len(index.tags),
             "uptime_seconds": round(time.monotonic() - started, 3),
             **batcher.stats(),
+            "index_cache": index_cache.info(),
         }
         return JSONResponse(body, status_code=200 if batcher.running else 503)
 
+    # OpenAI-compatible /v1/chat/completions and /v1/models (and the optional key check)
+    from embedtag.openai_api import add_openai_routes
+
+    index_cache = add_openai_routes(app, tagger, batcher, api_key=api_key)
     return app
 
 
@@ -568,4 +579,5 @@ def create_app_from_env() -> FastAPI:
         max_batch=int(os.environ.get(ENV_MAX_BATCH) or DEFAULT_MAX_BATCH),
         batch_wait_ms=float(os.environ.get(ENV_BATCH_WAIT) or DEFAULT_BATCH_WAIT_MS),
         allow_origins=origins or None,
+        api_key=os.environ.get("EMBEDTAG_API_KEY") or None,
     )
