@@ -46,7 +46,7 @@ PROMPT_SHAPE = (
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"', "\u2018": "'", "\u2019": "'"})
 
 # "```json" (or "```") right before the JSON, and the closing fence after it.
-_FENCE = r"(?:```[a-zA-Z]*[ \t]*\r?\n?)?"
+_FENCE = r"\s*(?:```[a-zA-Z]*[ \t]*\r?\n?)?"
 # The phrase before the expected JSON, then a few words ("format", ":", a quote) and the object.
 _EXPECTED = re.compile(r"expected[\s_-]*json\b[^{}\[\]\n]{0,60}?" + _FENCE + r"\s*(?=\{)", re.IGNORECASE)
 # The phrase before the tag list: "tags list", "tag list", "list of tags", "tags to choose from".
