@@ -109,6 +109,33 @@ class ChatRequest(BaseModel):
 # ---- errors in OpenAI's shape ---------------------------------------------------------------------
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorDetail
+
+
+def _documented(**statuses: str) -> dict[int | str, dict[str, Any]]:
+    return {int(code.removeprefix("s")): {"model": OpenAIError, "description": text} for code, text in statuses.items()}
+
+
+AUTH_ERRORS = _documented(s401="Wrong or missing API key (when the server has one)", s422="Invalid request")
+CHAT_ERRORS = {
+    **_documented(
+        s400="Not the tagging prompt: the message names what is missing", s401="Wrong or missing API key",
+        s413="Body larger than --max-body-bytes", s422="Invalid body", s503="Too many documents queued; retry",
+    ),
+    200: {"description": "The expected JSON as the message content; with `stream: true`, server-sent chunks "
+                         "ending with `data: [DONE]`",
+          "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}}},
+}
+
+
 def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"),
                       "param": param, "code": ERROR_CODES.get(status)}}
@@ -258,11 +285,12 @@ def add_openai_routes(
     name = model_id(tagger)
     model_card = {"id": name, "object": "model", "created": created, "owned_by": "embedtag"}
 
-    @app.get("/v1/models", summary="OpenAI-compatible: the one model embedtag serves")
+    @app.get("/v1/models", summary="OpenAI-compatible: the one model embedtag serves", responses=AUTH_ERRORS)
     async def models() -> JSONResponse:
         return JSONResponse({"object": "list", "data": [model_card]})
 
-    @app.get("/v1/models/{model}", summary="OpenAI-compatible: one model")
+    @app.get("/v1/models/{model}", summary="OpenAI-compatible: one model",
+             responses={**AUTH_ERRORS, **_documented(s404="No such model")})
     async def model(model: str) -> JSONResponse:
         if model != name:
             raise HTTPException(404, f"model {model!r} does not exist; this server serves {name!r}")
@@ -299,10 +327,7 @@ def add_openai_routes(
     @app.post(
         "/v1/chat/completions",
         summary="OpenAI-compatible: answer the tagging prompt with its expected JSON",
-        responses={400: {"description": "Not the tagging prompt (what is missing is named)"},
-                   401: {"description": "Wrong or missing API key"},
-                   413: {"description": "Body larger than --max-body-bytes"},
-                   422: {"description": "Invalid body"}},
+        responses=CHAT_ERRORS,
     )
     async def chat_completions(request: ChatRequest) -> Response:
         if request.tools:

@@ -414,6 +414,8 @@ def test_openapi_contract(server: str, mode: str) -> None:
         operations.append(result.ok())
     assert {(op.method.upper(), op.path) for op in operations} == {
         ("POST", "/tag"), ("POST", "/tag/batch"), ("GET", "/tags"), ("GET", "/health"),
+        # OpenAI-compatible routes (embedtag/openai_api.py)
+        ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/{model}"),
     }
     for operation in operations:
         if mode == "negative" and not (len(operation.body) or len(operation.query)):
@@ -423,12 +425,18 @@ def test_openapi_contract(server: str, mode: str) -> None:
             # schemathesis calls it schema-violating; not diagnosed yet (see the closing note).
             continue
         strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
+        excluded = []
+        if operation.path == "/v1/chat/completions":
+            # a schema-valid body is rarely the tagging prompt: its documented 400 is the right answer
+            from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+            excluded.append(positive_data_acceptance)
 
         @given(case=strategy)
         @settings(
             max_examples=20, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
         )
         def check(case: Any) -> None:
-            case.call_and_validate(timeout=30)
+            case.call_and_validate(timeout=30, excluded_checks=excluded)
 
         check()
