@@ -6,7 +6,7 @@ Three parts, one after the other:
    cache has them): the first request's latency, which includes building the list's index;
 3. the same new lists again, now cached: `--requests` prompts at each concurrency level.
 
-Prompts are the dev items written in the seed's form (examples/llm-prompt.txt). Prints a
+Prompts are the dev items written in the seed's form (../shared/data/examples/llm-prompt.txt). Prints a
 Markdown table; `--json` keeps the full report.
 
     .venv/bin/embedtag serve &

@@ -74,7 +74,7 @@ def main() -> None:
         "# Prompt path vs batch path: agreement on the dev set",
         "",
         f"Each of the {len(rows)} items of `{args.items.name}` was written as a prompt in the seed's form",
-        "(`examples/llm-prompt.txt`: `base on {description} {README}\", Assign \"at most 3 tags\" to the",
+        "(`../shared/data/examples/llm-prompt.txt`: `base on {description} {README}\", Assign \"at most 3 tags\" to the",
         "expected json: {\"id\": ...,\"tags\":[]} \"only from the tags list I provide: [...]\" returns me the",
         "\"expected json\"`, with the default tag list), read back with `embedtag.prompt.parse_prompt`,",
         "and tagged by the tagger the prompt's tag list selects. The same items went through",
