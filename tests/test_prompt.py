@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_one_line_error, run
+from conftest import FAKE_TAGS_JSON
+from helpers import GAME_README, assert_one_line_error, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from embedtag.encoder import HashingEncoder
+from embedtag.index import load_index
+from embedtag.index_cache import IndexCache
 from embedtag.prompt import PromptError, parse_prompt, split_content
-from embedtag.tagger import TagResult
+from embedtag.tagger import Tagger, TagResult
 from embedtag.tags import Tag, load_tags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,3 +263,22 @@ def test_cli_answers_the_seed_prompt(tmp_path: Path) -> None:
     assert answer["id"] == "1977" and set(answer) == {"id", "tags"}
     assert {"k8s", "cloud-native"} <= set(answer["tags"])
     assert run("tag", "--prompt", "-", input=SEED).stdout == result.stdout
+
+
+def test_cli_prompt_with_its_own_tag_list(
+    fake_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMBEDTAG_HOME", str(tmp_path / "home"))
+    local = Tagger(load_index(fake_index_dir), HashingEncoder())
+    own_list = '[{"id": 1, "name": "video-game"}, {"id": 2, "name": "database"}, {"id": 3, "name": "3d "}]'
+    for tag_list, built in [(FAKE_TAGS_JSON, False), (own_list, True)]:
+        prompt = seed_form("2D game", GAME_README, "g1", tag_list)
+        path = tmp_path / "prompt.txt"
+        path.write_text(prompt, encoding="utf-8")
+        result = run("tag", "--prompt", path, "--index", fake_index_dir, "--model", "hashing")
+        assert result.exit_code == 0, result.output
+        parsed = parse_prompt(prompt)
+        tagger, _ = IndexCache(local, use_disk=False).tagger_for(parsed.tags)
+        expected = parsed.answer(tagger.tag(parsed.readme, parsed.description, parsed.id))
+        assert json.loads(result.stdout) == expected and expected["tags"]
+        assert any((tmp_path / "home" / "indexes").glob("*/manifest.json")) == built
