@@ -77,8 +77,11 @@ def tag(
     from embedtag.records import decode_readme, read_readme
 
     if prompt_path is not None:
-        if readme or description or doc_id:
-            raise UserError("--prompt carries the README, description and id; give no README, --id or --description", 2)
+        if readme or description or doc_id or explain:
+            raise UserError(
+                "--prompt carries the README, description and id and answers exactly the expected JSON; "
+                "give no README, --id, --description or --explain", 2,
+            )
         click.echo(_dumps(_answer_prompt(prompt_path, index, model, tag_format)))
         return
     try:

@@ -251,6 +251,7 @@ def test_cli_prompt_errors_are_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run("tag", "--prompt", path), 2, "no tag list")
     assert_one_line_error(run("tag", "--prompt", tmp_path / "missing.txt"), 2, "does not exist")
     assert_one_line_error(run("tag", "README.md", "--prompt", path), 2, "--prompt carries")
+    assert_one_line_error(run("tag", "--explain", "--prompt", path), 2, "--explain")
 
 
 @pytest.mark.slow
