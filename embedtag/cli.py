@@ -67,13 +67,23 @@ def cli() -> None:
 @model_option
 @click.option("--explain", is_flag=True, help="Add scores and the README snippets behind each tag.")
 @click.option("--tag-format", type=TAG_FORMATS, default="names", show_default=True)
+@click.option("--prompt", "prompt_path", type=click.Path(allow_dash=True),
+              help="Answer an LLM tagging prompt (file, or - for stdin): its README, id and tag list.")
 def tag(
     readme: str | None, doc_id: str, description: str, index: str | None, model: str | None,
-    explain: bool, tag_format: str,
+    explain: bool, tag_format: str, prompt_path: str | None,
 ) -> None:
     """Tag one README (a file, or - for stdin) and print the expected JSON."""
     from embedtag.records import decode_readme, read_readme
 
+    if prompt_path is not None:
+        if readme or description or doc_id or explain:
+            raise UserError(
+                "--prompt carries the README, description and id and answers exactly the expected JSON; "
+                "give no README, --id, --description or --explain", 2,
+            )
+        click.echo(_dumps(_answer_prompt(prompt_path, index, model, tag_format)))
+        return
     try:
         if readme == "-":
             text = decode_readme(sys.stdin.buffer.read(), "README on stdin")
@@ -88,6 +98,25 @@ def tag(
     tagger = _load_tagger(index, model)
     result = tagger.tag(text, description=description, id=doc_id, explain=explain)
     click.echo(_dumps(result.to_json(tag_format, explain)))
+
+
+def _answer_prompt(path: str, index: str | None, model: str | None, tag_format: str) -> dict[str, Any]:
+    """`tag --prompt`: the prompt's own tag list picks the index (the shipped one when it matches)."""
+    from embedtag.index_cache import IndexCache
+    from embedtag.prompt import decode_prompt, parse_prompt, read_prompt
+
+    try:
+        text = decode_prompt(sys.stdin.buffer.read(), "prompt on stdin") if path == "-" else read_prompt(path)
+        parsed = parse_prompt(text)
+    except EmbedtagError as exc:
+        raise UserError(str(exc), 2) from None
+    base = _load_tagger(index, model)
+    try:
+        tagger, _ = IndexCache(base).tagger_for(parsed.tags)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    result = tagger.tag(parsed.readme, description=parsed.description, id=parsed.id)
+    return parsed.answer(result, tag_format)
 
 
 @cli.command()
@@ -235,11 +264,14 @@ def info(index: str | None) -> None:
               help="Browser origin allowed to call the API (CORS), e.g. http://localhost:3000; repeatable.")
 @click.option("--store", type=click.Path(dir_okay=False), envvar="EMBEDTAG_STORE",
               help="Corrections store for POST /feedback [default: $EMBEDTAG_HOME/corrections.sqlite3].")
+@click.option("--api-key", envvar="EMBEDTAG_API_KEY", default=None,
+              help="Require Authorization: Bearer KEY on every route but /health and the docs [env EMBEDTAG_API_KEY].")
 def serve(
     host: str, port: int, index: str | None, model: str | None, workers: int, max_body_bytes: int,
-    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...], store: str | None,
+    max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...], store: str | None, api_key: str | None,
 ) -> None:
-    """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs."""
+    """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs,
+    and OpenAI-compatible POST /v1/chat/completions and GET /v1/models."""
     import os
 
     try:
@@ -250,12 +282,12 @@ def serve(
         hint = "pip install 'embedtag[serve]'"
         raise UserError(f"`embedtag serve` needs FastAPI and uvicorn ({exc}); {hint}") from None
     tagger = _load_tagger(index, model)  # once, before listening: a bad index or model fails here
-    if host not in {"127.0.0.1", "localhost", "::1"}:
+    if host not in {"127.0.0.1", "localhost", "::1"} and not api_key:
         click.echo(f"warning: listening on {host}: whoever reaches it can call the API (no auth)", err=True)
     if workers == 1:
         app = service.create_app(
             tagger, max_body_bytes=max_body_bytes, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-            allow_origins=list(allow_origins) or None, index_path=index, store_path=store,
+            allow_origins=list(allow_origins) or None, index_path=index, store_path=store, api_key=api_key,
         )
         uvicorn.run(app, host=host, port=port, log_level="info")
         return
@@ -269,6 +301,7 @@ def serve(
         service.ENV_THREADS: str(max(1, (os.cpu_count() or 1) // workers)),
         service.ENV_ORIGINS: ",".join(allow_origins),
         service.ENV_STORE: store or "",
+        "EMBEDTAG_API_KEY": api_key or "",
     })
     uvicorn.run(
         "embedtag.serve:create_app_from_env", factory=True, host=host, port=port, workers=workers,

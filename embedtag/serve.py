@@ -375,6 +375,9 @@ class HealthResponse(BaseModel):
     documents: int = Field(description="Documents tagged so far.")
     largest_batch: int
     queued: int
+    index_cache: dict[str, int] | None = Field(
+        None, description="/v1/chat/completions tag lists: shipped, memory_hits, disk_hits, builds, evictions..."
+    )
 
 
 class ValidationMessage(BaseModel):
@@ -436,10 +439,12 @@ def create_app(
     allow_origins: list[str] | None = None,
     index_path: str | os.PathLike[str] | None = None,
     store_path: str | os.PathLike[str] | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The HTTP API around an already loaded tagger; the batcher thread runs while the app does.
 
-    `index_path` is where POST /admin/reload loads the index from; `store_path` the corrections store."""
+    `index_path` is where POST /admin/reload loads the index from; `store_path` the corrections store.
+    `api_key`: when set, every route but /health and the docs needs `Authorization: Bearer KEY`."""
     from embedtag import __version__
 
     batcher = MicroBatcher(tagger, max_batch=max_batch, max_wait_ms=batch_wait_ms)
@@ -473,7 +478,7 @@ def create_app(
             CORSMiddleware,  # type: ignore[arg-type]
             allow_origins=allow_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],
         )
 
     @app.exception_handler(RequestValidationError)
@@ -553,9 +558,14 @@ def create_app(
             "tags": len(index.tags),
             "uptime_seconds": round(time.monotonic() - started, 3),
             **batcher.stats(),
+            "index_cache": index_cache.info(),
         }
         return JSONResponse(body, status_code=200 if batcher.running else 503)
 
+    # OpenAI-compatible /v1/chat/completions and /v1/models (and the optional key check)
+    from embedtag.openai_api import add_openai_routes
+
+    index_cache = add_openai_routes(app, tagger, batcher, api_key=api_key)
     return app
 
 
@@ -586,4 +596,5 @@ def create_app_from_env() -> FastAPI:
         allow_origins=origins or None,
         index_path=os.environ.get(ENV_INDEX) or None,
         store_path=os.environ.get(ENV_STORE) or None,
+        api_key=os.environ.get("EMBEDTAG_API_KEY") or None,
     )

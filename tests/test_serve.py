@@ -400,6 +400,15 @@ def test_bad_index_fails_before_listening(tmp_path: Path) -> None:
 # ---- the OpenAPI contract, fuzzed -----------------------------------------------------------------
 
 
+def excluded_checks(path: str) -> list[Any]:
+    if path == "/v1/chat/completions":
+        # a schema-valid body is rarely the tagging prompt: its documented 400 is the right answer
+        from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+        return [positive_data_acceptance]
+    return []
+
+
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_openapi_contract(server: str, mode: str) -> None:
     """Schemathesis: every operation, with data that fits the schema (must be answered as
@@ -414,6 +423,8 @@ def test_openapi_contract(server: str, mode: str) -> None:
         operations.append(result.ok())
     assert {(op.method.upper(), op.path) for op in operations} == {
         ("POST", "/tag"), ("POST", "/tag/batch"), ("GET", "/tags"), ("GET", "/health"),
+        # OpenAI-compatible routes (embedtag/openai_api.py)
+        ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/{model}"),
     }
     for operation in operations:
         if mode == "negative" and not (len(operation.body) or len(operation.query)):
@@ -429,6 +440,6 @@ def test_openapi_contract(server: str, mode: str) -> None:
             max_examples=20, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
         )
         def check(case: Any) -> None:
-            case.call_and_validate(timeout=30)
+            case.call_and_validate(timeout=30, excluded_checks=excluded_checks(case.operation.path))
 
         check()
