@@ -22,6 +22,7 @@ from pathlib import Path
 
 from embedtag.encoder import Encoder, cache_home
 from embedtag.errors import EmbedtagError
+from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, load_glosses, tag_texts
 from embedtag.index import TagIndex, build_index, load_index, texts_fingerprint
 from embedtag.scoring import ScoringSettings
@@ -45,6 +46,27 @@ def list_fingerprint(tags: list[Tag]) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
+def transfer_exemplars(source: TagIndex, target: TagIndex) -> TagIndex:
+    """`target` plus the exemplars of `source` that stand under a tag `target`'s list also has
+    (matched by trimmed name; ids mapped to the new list's). Their vectors are reused, not
+    re-encoded; an exemplar none of whose tags is in the new list is left out."""
+    if source.exemplar_vectors is None or not source.exemplar_tags:
+        return target
+    new_id = {tag.key.casefold(): tag.id for tag in target.tags}
+    old_key = {tag.id: tag.key.casefold() for tag in source.tags}
+    rows: list[int] = []
+    labels: list[tuple[int, ...]] = []
+    for row, ids in enumerate(source.exemplar_tags):
+        mapped = tuple(new_id[old_key[t]] for t in ids if old_key.get(t) in new_id)
+        if mapped:
+            rows.append(row)
+            labels.append(mapped)
+    if not rows:
+        return target
+    vectors = source.exemplar_vectors[rows]
+    return replace(target, exemplar_tags=labels, exemplar_vectors=vectors, exemplar_source=source.exemplar_source)
+
+
 def default_cache_dir() -> Path:
     """$EMBEDTAG_HOME/indexes, else ~/.cache/embedtag/indexes (the cache home the ONNX export uses)."""
     return cache_home() / "indexes"
@@ -53,6 +75,7 @@ def default_cache_dir() -> Path:
 def index_bytes(index: TagIndex) -> int:
     """Roughly what an index holds in memory: its vectors twice (array + FAISS copy) and its texts."""
     vectors = index.text_vectors.nbytes + (index.example_vectors.nbytes if index.example_vectors is not None else 0)
+    vectors += index.exemplar_vectors.nbytes if index.exemplar_vectors is not None else 0
     return 2 * vectors + sum(len(t.text) for t in index.texts) + 200 * len(index.tags)
 
 
@@ -90,10 +113,15 @@ class IndexCache:
         self._glosses = glosses
         self.max_entries = max(1, max_entries)
         self.max_bytes = max_bytes
-        self.enrich = enrich
+        # by default a new list gets the shipped exemplars whose tag names it shares
+        self.enrich = enrich if enrich is not None else (lambda index, _tagger: transfer_exemplars(base.index, index))
         self.on_evict = on_evict
-        # a list's own index scores zero-shot: no ranker, biases or examples were fitted for it
-        self.settings: ScoringSettings = replace(base.settings, example_weight=0.0, tag_bias={}, ranker=None)
+        # a list's own index scores zero-shot (no ranker, biases or examples were fitted for it),
+        # plus the exemplars' vote where it has exemplars
+        exemplar_weight = EXEMPLAR_WEIGHT if base.index.exemplar_vectors is not None else 0.0
+        self.settings: ScoringSettings = replace(
+            base.settings, example_weight=0.0, tag_bias={}, ranker=None, exemplar_weight=exemplar_weight
+        )
         self.stats = CacheStats()
         self._entries: OrderedDict[str, tuple[Tagger, int]] = OrderedDict()
         self._bytes = 0

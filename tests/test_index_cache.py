@@ -141,3 +141,25 @@ def test_tag_list_entries_with_glosses_are_their_own_list(cache: IndexCache) -> 
     assert list_fingerprint(plain) != list_fingerprint(glossed)
     tagger, _ = cache.tagger_for(glossed)
     assert any(t.text == "Edge computing on devices." for t in tagger.index.texts)
+
+
+def test_a_new_list_gets_the_shipped_exemplars_of_the_tags_it_shares(fake_tagger: Tagger, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from embedtag.index_cache import transfer_exemplars
+
+    ids = {t.key: t.id for t in fake_tagger.index.tags}
+    rows = [(ids["k8s"],), (ids["database"], ids["cli"]), (ids["game"],), (ids["3d"],)]
+    vectors = fake_tagger.encoder.encode(["kubernetes pods", "sql tables", "video game levels", "webgl meshes"])
+    base = Tagger(replace(fake_tagger.index, exemplar_tags=rows, exemplar_vectors=vectors), fake_tagger.encoder)
+    cache = IndexCache(base, cache_dir=tmp_path / "indexes")
+    tagger, source = cache.tagger_for(TEN)
+    assert source == BUILT
+    # k8s (id 10 in TEN), database (4) and game (5, "game " trimmed) are shared; cli and 3d are not
+    assert tagger.index.exemplar_tags == [(10,), (4,), (5,)]
+    assert tagger.index.exemplar_vectors is not None
+    assert np.allclose(tagger.index.exemplar_vectors, vectors[:3])
+    assert tagger.settings.exemplar_weight > 0
+    again, source = IndexCache(base, cache_dir=tmp_path / "indexes").tagger_for(TEN)
+    assert source == DISK and again.index.exemplar_tags == [(10,), (4,), (5,)]
+    assert transfer_exemplars(fake_tagger.index, tagger.index) is tagger.index  # no exemplars: unchanged
