@@ -263,13 +263,15 @@ def main() -> None:
         "",
         "## How the shipped setting works",
         "",
-        "`embedtag calibrate` fits a **ranker**: one logistic layer with ten weights over features that are "
-        "all relative to the README (`embedtag/scoring.py`, RANKER_FEATURES): the zero-shot score, its gap "
-        "to the README's best score, whether it ranks first/second/third, the keyword and cue hits, the ten "
-        "nearest labelled READMEs' vote, that vote's gap to the best vote and whether it is the top vote. "
+        "`embedtag calibrate` fits a **ranker**: one logistic layer over features that are all relative to "
+        "the README (`embedtag/scoring.py`, RANKER_FEATURES): the zero-shot score, its gap to the README's "
+        "best score, whether it ranks first/second/third, the keyword and cue hits, the ten nearest labelled "
+        "READMEs' vote, that vote's gap to the best vote and whether it is the top vote, and the ten nearest "
+        "exemplars' vote (scaled to the README's best-voted tag) with whether it is their first or among "
+        "their top three. Those thirteen weights are shared by all tags; on top, each tag with at least one "
+        "labelled example gets a bias of its own, so a tag without examples competes on its evidence alone. "
         "Tags whose fitted chance reaches a threshold (fitted for micro-F1 on the training folds) are kept, "
-        "at most three, and shown in order of zero-shot score + 0.1 x vote. The weights are shared by all "
-        "tags, so a tag with no labelled example still competes on its zero-shot evidence.",
+        "at most three, and shown in order of zero-shot score + 0.1 x vote.",
         "",
         "## Tried during development, not kept",
         "",
@@ -287,7 +289,20 @@ def main() -> None:
         "- softmax-weighted neighbours instead of similarity² weights; 5 or 20 neighbours instead of 10;",
         "- z-normalising or mean-centring each tag's zero-shot score over the training READMEs;",
         "- centring each chunk's similarities over all tags; a tag bias from similarities to the other "
-        "tags' glosses.",
+        "tags' glosses;",
+        "- with the exemplars (this round): 30 or 100 nearest exemplars instead of 10; dividing each tag's "
+        "vote by its exemplar count (or its square root); voting per chunk, or from the description alone, "
+        "instead of from the README's vector; capping exemplars per tag (150-600) instead of keeping all; a "
+        "ridge-regression head per tag on exemplar vectors as an extra feature;",
+        "- a linear (residual, 384x384) adapter on MiniLM's output trained contrastively on exemplar-tag "
+        "pairs: the zero-shot score rose, the ranker's CV F1 did not (fine-tuning MiniLM's top layers "
+        "was not tried);",
+        "- project-form signals (install commands per ecosystem, `docker run`, ports, screenshots, app "
+        "stores, `--help` output, chapters/exercises...) as per-tag ranker features for the form tags (lib, "
+        "cli, framework, dev-tool, server, web-app, ...): too many weights for 451 READMEs, no gain over the "
+        "README cues already in the zero-shot score;",
+        "- tag co-occurrence given the README's top tag; per-rank thresholds (first/second/third tag); a "
+        "ranker fitted on exemplars as one-line documents (silver labels) for the label-free setting.",
         "",
         "What did help, in order of size: the ranker over kNN votes and zero-shot evidence, keyword evidence "
         "(tag name or alias in the description/opening), README cues, the mean of a tag's two best texts "
