@@ -1,0 +1,59 @@
+"""What the exemplars' vote costs per README: the shipped index with and without its exemplars,
+side by side in one process (interleaved rounds), on the same READMEs.
+
+    python scripts/exemplar_overhead.py ../shared/data/dev/items.jsonl --limit 120 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from embedtag.records import read_labelled
+from embedtag.tagger import Tagger
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("gold", type=Path)
+    parser.add_argument("--limit", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with_exemplars = Tagger.load()
+    without = Tagger(replace(with_exemplars.index, exemplar_tags=[], exemplar_vectors=None), with_exemplars.encoder)
+    records = read_labelled(args.gold, {t.key for t in with_exemplars.index.tags})[: args.limit]
+    docs = [r.document for r in records]
+    per_doc = [with_exemplars.chunks(d) for d in docs]
+    vectors = with_exemplars.encoder.encode([c.text for chunks in per_doc for c in chunks])
+    spans, start = [], 0
+    for chunks in per_doc:
+        spans.append((start, start + len(chunks)))
+        start += len(chunks)
+    list(with_exemplars.tag_many(docs[:8]))  # warm up (torch, FAISS)
+    score_ms: dict[str, list[float]] = {"with": [], "without": []}
+    rate: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(args.rounds):
+        for name, tagger in (("with", with_exemplars), ("without", without)):
+            t0 = time.perf_counter()
+            for doc, chunks, (a, b) in zip(docs, per_doc, spans, strict=True):
+                if chunks:
+                    tagger.score(doc, chunks, vectors[a:b])
+            score_ms[name].append(1000 * (time.perf_counter() - t0) / len(docs))
+            t0 = time.perf_counter()
+            list(tagger.tag_many(docs))
+            rate[name].append(len(docs) / (time.perf_counter() - t0))
+    load = os.getloadavg()[0]
+    print(f"{len(docs)} READMEs, {args.rounds} interleaved rounds, load average {load:.1f}")
+    for name in ("with", "without"):
+        print(
+            f"{name} exemplars: scoring {min(score_ms[name]):.2f} ms/README (best), "
+            f"tag_many {max(rate[name]):.2f} READMEs/s (best; all {[round(r, 2) for r in rate[name]]})"
+        )
+    print(f"throughput ratio with/without (best rounds): {max(rate['with']) / max(rate['without']):.3f}")
+
+
+if __name__ == "__main__":
+    main()
