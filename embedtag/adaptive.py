@@ -98,7 +98,7 @@ class AdaptiveTagger(Tagger):
             if h < len(chunks) and self.is_close(doc, chunks[:h], v, per_doc_sections[i]):
                 more.append(i)
         # one encode call for the rest of every close README
-        rest = self.encoder.encode([c.text for i in more for c in per_doc[i][heads[i] :]])
+        rest = self.encoder.encode([c.text for i in more for c in per_doc[i][heads[i] :]]) if more else head_vectors[:0]
         start = 0
         for i in more:
             n = len(per_doc[i]) - heads[i]

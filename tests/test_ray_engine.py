@@ -19,7 +19,8 @@ from embedtag.ray_engine import RayOptions, run_ray_batch  # noqa: E402 - needs 
 
 DEV_ITEMS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "items.jsonl"
 
-pytestmark = [pytest.mark.slow, pytest.mark.allow_network]
+# Ray Data warns about its own deprecated settings on start; not ours to fix
+pytestmark = [pytest.mark.slow, pytest.mark.allow_network, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
