@@ -36,13 +36,19 @@ def _load_tagger(index: str | None, model: str | None, cache: str | None = None,
 
     try:
         tagger = Tagger.load(index, model)
-        if not no_cache:
-            from embedtag.vectorstore import cached_tagger, open_store
-
-            tagger = cached_tagger(tagger, open_store(cache))
-        return tagger
     except EmbedtagError as exc:
         raise _fail(exc) from None
+    if no_cache:
+        return tagger
+    from embedtag.vectorstore import cached_tagger, open_store
+
+    try:
+        return cached_tagger(tagger, open_store(cache))
+    except EmbedtagError as exc:
+        if cache:  # asked for by name: an error
+            raise _fail(exc) from None
+        click.echo(f"warning: {exc}; going on without it", err=True)  # the default store is a convenience
+        return tagger
 
 
 def _store_line(tagger: Tagger) -> None:
@@ -169,7 +175,8 @@ def batch(
         )
     except EmbedtagError as exc:
         raise _fail(exc) from None
-    _store_line(tagger)
+    if sys.stderr.isatty():
+        _store_line(tagger)
     click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)

@@ -15,7 +15,7 @@ from embedtag.tagger import Document, Tagger
 from embedtag.tags import parse_tags
 from embedtag.vectorstore import CachingEncoder, VectorStore, cached_tagger, text_key
 from tests.conftest import FAKE_GLOSSES_JSON, FAKE_TAGS_JSON
-from tests.helpers import DATABASE_README, GAME_README, K8S_README, run, write_jsonl
+from tests.helpers import DATABASE_README, GAME_README, K8S_README, assert_one_line_error, run, write_jsonl
 
 
 class CountingEncoder(HashingEncoder):
@@ -212,9 +212,20 @@ def test_cli_cache_options_and_commands(fake_index_dir: Path, tmp_path: Path) ->
     assert cache.exists()
     r2 = run("batch", items, "-o", out2, "--index", fake_index_dir, "--model", "hashing", "--cache", cache)
     assert out1.read_text() == out2.read_text()
-    assert "0 encoded" in r2.stderr
-    r3 = run("batch", items, "-o", out3, "--index", fake_index_dir, "--model", "hashing", "--no-cache")
-    assert out3.read_text() == out1.read_text() and "encoded" not in r3.stderr
+    assert r2.stderr.strip() == "embedtag batch: 3 records tagged; 1 failed"
+    rows = run("cache", "info", "--cache", cache).output
+    cache.unlink()
+    run("batch", items, "-o", out3, "--index", fake_index_dir, "--model", "hashing", "--no-cache")
+    assert out3.read_text() == out1.read_text() and not cache.exists()
+    run("batch", items, "-o", out3, "--index", fake_index_dir, "--model", "hashing", "--cache", cache)
+    def count(info: str) -> str:
+        return next(line for line in info.splitlines() if line.startswith("vectors"))
+
+    assert count(run("cache", "info", "--cache", cache).output) == count(rows)
+    (tmp_path / "afile").write_text("x")
+    unusable = tmp_path / "afile" / "v.sqlite"
+    bad = run("batch", items, "--index", fake_index_dir, "--model", "hashing", "--cache", unusable)
+    assert_one_line_error(bad, 1, "vector store", "--no-cache")
     info = run("cache", "info", "--cache", cache)
     assert info.exit_code == 0 and "vectors" in info.output and "hashing" in info.output
     pruned = run("cache", "prune", "--cache", cache, "--max-mb", "0")
