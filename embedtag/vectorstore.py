@@ -46,6 +46,9 @@ SCHEMA_VERSION = 1
 # order, and a re-tag should not rewrite every row it reads.
 TOUCH_AFTER_S = 3600.0
 BUSY_TIMEOUT_MS = 60_000
+# quick_check reads the whole file: on open only up to this size (a cold `tag` stays fast); a larger
+# store found damaged while reading is rebuilt then (see _broken).
+QUICK_CHECK_MAX_BYTES = 64 << 20
 
 
 class StoreError(EmbedtagError):
@@ -56,6 +59,11 @@ def default_store_path() -> Path:
     """$EMBEDTAG_CACHE, else vectors.sqlite under the cache home ($EMBEDTAG_HOME or ~/.cache/embedtag)."""
     env = os.environ.get(ENV_CACHE)
     return Path(env) if env else cache_home() / "vectors.sqlite"
+
+
+def _checksum(blob: bytes) -> bytes:
+    """SQLite has no page checksums: a flipped bit inside a vector must not pass as a vector."""
+    return hashlib.blake2b(blob, digest_size=8).digest()
 
 
 def text_key(text: str) -> bytes:
@@ -134,12 +142,13 @@ class VectorStore:
             # WAL + NORMAL: a power cut may lose the last commits but never corrupts the file;
             # losing cached vectors only costs re-encoding them.
             conn.execute("PRAGMA synchronous=NORMAL")
-            check = conn.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
+            if self.path.exists() and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                check = conn.execute("PRAGMA quick_check").fetchone()
+                if check is None or check[0] != "ok":
+                    raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, settings TEXT NOT NULL, "
-                "key BLOB NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, used REAL NOT NULL, "
+                "key BLOB NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, checksum BLOB NOT NULL, used REAL NOT NULL, "
                 "PRIMARY KEY (model, settings, key)) WITHOUT ROWID"
             )
             conn.execute("CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used)")
@@ -173,6 +182,14 @@ class VectorStore:
         self.close()
 
     def _broken(self, exc: sqlite3.Error) -> None:
+        if type(exc) is sqlite3.DatabaseError:  # "malformed", "not a database": damage, not a lock
+            try:
+                self._conn.close()
+                self._move_aside(exc)
+                self._conn = self._open()
+                return
+            except sqlite3.Error as again:
+                exc = again
         if not self.failed:
             _warn(f"vector store {self.path} failed ({exc}); encoding without it for the rest of this run")
         self.failed = True
@@ -192,13 +209,13 @@ class VectorStore:
                     part = keys[start : start + 500]
                     marks = ",".join("?" * len(part))
                     rows = self._conn.execute(
-                        f"SELECT key, dim, vector, used FROM vectors WHERE model = ? AND settings = ? "
+                        f"SELECT key, dim, vector, checksum, used FROM vectors WHERE model = ? AND settings = ? "
                         f"AND key IN ({marks})",
                         (model, settings, *part),
                     ).fetchall()
-                    for key, row_dim, blob, used in rows:
-                        if row_dim != dim or len(blob) != 4 * dim:
-                            continue  # never a wrong vector: treat as a miss, rewritten below
+                    for key, row_dim, blob, checksum, used in rows:
+                        if row_dim != dim or len(blob) != 4 * dim or _checksum(blob) != checksum:
+                            continue  # never a wrong vector: a miss, rewritten when encoded
                         found[bytes(key)] = np.frombuffer(blob, dtype="<f4")
                         if used < now - TOUCH_AFTER_S:
                             stale.append(bytes(key))
@@ -219,14 +236,14 @@ class VectorStore:
         if self.failed or not items:
             return
         now = time.time()
-        rows = [
-            (model, settings, key, int(v.shape[0]), np.ascontiguousarray(v, dtype="<f4").tobytes(), now)
-            for key, v in items
-        ]
+        rows = []
+        for key, v in items:
+            blob = np.ascontiguousarray(v, dtype="<f4").tobytes()
+            rows.append((model, settings, key, int(v.shape[0]), blob, _checksum(blob), now))
         try:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now: waits, never deadlocks
-                self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

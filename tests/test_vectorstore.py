@@ -174,6 +174,38 @@ def test_a_corrupt_store_is_moved_aside_and_rebuilt(tmp_path: Path, capsys: pyte
     assert "damaged" in capsys.readouterr().err
 
 
+def test_damage_found_while_reading_a_large_store_is_rebuilt_and_never_a_wrong_vector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import embedtag.vectorstore as vs
+
+    path = tmp_path / "v.sqlite"
+    texts = [f"text number {i}" for i in range(3000)]
+    with VectorStore(path) as store:
+        CachingEncoder(HashingEncoder(), store).encode(texts)
+        store.prune(10**9)  # checkpoint into the main file
+        # one vector's bytes flipped inside a valid page: the checksum turns it into a miss
+        key = text_key(texts[7])
+        store._conn.execute("UPDATE vectors SET vector = ? WHERE key = ?", (b"\x00" * 256, key))
+        assert store.get_many(*store_namespace(store), [key], 64) == {}
+    monkeypatch.setattr(vs, "QUICK_CHECK_MAX_BYTES", 0)  # as for a store too big to check on open
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle : middle + 8192] = b"\xde\xad" * 4096
+    path.write_bytes(bytes(data))
+    with VectorStore(path) as store:
+        enc = CachingEncoder(CountingEncoder(), store)
+        got = enc.encode(texts)
+        assert np.array_equal(got, HashingEncoder().encode(texts))  # correct vectors whatever happened
+        assert enc.encode(texts[:5]) is not None and store.info().vectors > 0
+    assert "damaged" in capsys.readouterr().err
+
+
+def store_namespace(store: VectorStore) -> tuple[str, str]:
+    model, settings, _ = store.info().namespaces[0]
+    return model, settings
+
+
 def test_a_store_failing_mid_run_degrades_to_encoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = VectorStore(tmp_path / "v.sqlite")
     enc = CachingEncoder(CountingEncoder(), store)
