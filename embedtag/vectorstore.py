@@ -148,7 +148,8 @@ class VectorStore:
                     raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, settings TEXT NOT NULL, "
-                "key BLOB NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, checksum BLOB NOT NULL, used REAL NOT NULL, "
+                "key BLOB NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, checksum BLOB NOT NULL, "
+                "used REAL NOT NULL, "
                 "PRIMARY KEY (model, settings, key)) WITHOUT ROWID"
             )
             conn.execute("CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used)")
