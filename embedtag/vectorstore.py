@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 ENV_CACHE = "EMBEDTAG_CACHE"
 DEFAULT_MAX_BYTES = 4 << 30  # 4 GiB: about 2.5 million chunk vectors of 384 dims
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-vector checksum
 # A hit refreshes its "last used" time at most this often (seconds): pruning needs only a rough
 # order, and a re-tag should not rewrite every row it reads.
 TOUCH_AFTER_S = 3600.0
