@@ -141,6 +141,19 @@ def _start_ray(options: RayOptions) -> bool:
     return True
 
 
+def _quiet_ray_data() -> None:
+    """The batch's own summary line is the report; Ray Data's progress lines would drown it."""
+    import logging
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 def run_ray_batch(
     index: str | None,
     model: str | None,
@@ -166,6 +179,7 @@ def run_ray_batch(
     if options.cache:
         options.cache = str(Path(options.cache).resolve())
     started = _start_ray(options)
+    _quiet_ray_data()
     out: IO[str]
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
