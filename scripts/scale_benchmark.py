@@ -9,6 +9,7 @@ Sections (all on the shipped default index and the bundled model, this machine's
   adaptive  tokens per README vs strict F1 (5-fold CV, 3 splits) for a grid of head sizes and
             bands, and measured READMEs/s of the chosen setting vs the full budget
   big       --big READMEs (default 10,000) re-tagged after a tag-list change from a warm store
+  timed     READMEs/s of the full budget vs `embedtag.adaptive`'s defaults and band 0 (no grid)
   ray       `run_ray_batch` with 1 and 2 actors on a local 2-CPU Ray vs the local batch
 Every figure is printed with the load average at the time (the machine is shared).
 """
@@ -279,15 +280,19 @@ def section_adaptive(base: Tagger, records: list[LabelledRecord], timed: list[La
     say(f"\nCheapest setting within 0.005 F1 of the full budget: first={first}, band={band}: "
         f"{tokens:.0f} tokens/README ({tokens / np.mean(full_tokens):.2f} of full). "
         f"`embedtag.adaptive` defaults: first={AdaptivePolicy().first_chunks}, band={AdaptivePolicy().chance_band}.\n")
-    if not measure:
-        return
-    records = timed
+    if measure:
+        section_timed(base, timed, work, [AdaptivePolicy(first_chunks=first, chance_band=band)])
+
+
+def section_timed(base: Tagger, records: list[LabelledRecord], work: Path, policies: list[AdaptivePolicy]) -> None:
+    """READMEs/s of the full budget and of adaptive policies."""
     items = write_jsonl(work / "dev-adaptive.jsonl", records)
     plain = Tagger(base.index, base.encoder)
     timed_batch(plain, items, work / "warm.jsonl")  # warm-up: threads, allocator
-    policy = AdaptivePolicy(first_chunks=first, chance_band=band)
     rows = []
-    runs = (("full budget", plain), (f"adaptive (first={first}, band={band})", AdaptiveTagger.wrap(plain, policy)))
+    runs = [("full budget", plain)] + [
+        (f"adaptive (first={p.first_chunks}, band={p.chance_band})", AdaptiveTagger.wrap(plain, p)) for p in policies
+    ]
     for name, t in runs:
         seconds = timed_batch(t, items, work / "a.jsonl")
         rows.append(f"| {name} | {len(records) / seconds:.2f} | {seconds:.1f} | {load()} |")
@@ -373,6 +378,8 @@ def main() -> None:
             section_big(base, records, work, args.big, store_path)
         if "adaptive" in sections:
             section_adaptive(base, records, timed, work, not args.no_measure, store_path)
+        if "timed" in sections:  # adaptive READMEs/s only: the module's defaults and never-extend
+            section_timed(base, timed, work, [AdaptivePolicy(), replace(AdaptivePolicy(), chance_band=0.0)])
         if "ray" in sections:
             section_ray(base, timed, work)
     if args.out:

@@ -110,3 +110,17 @@ def test_ray_batch_equals_local_batch_on_dev_items_with_the_real_model(
     run_ray_batch(DEFAULT_INDEX_DIR, None, items, out, RayOptions(actors=2, cpus_per_actor=1, batch_size=8))
     assert out.read_text(encoding="utf-8").splitlines() == expected
     assert len(expected) == 40
+
+
+def test_cli_engine_ray_writes_the_local_lines(local_cluster: None, fake_index_dir: Path, fake_tagger: Tagger,
+                                               tmp_path: Path) -> None:
+    from tests.helpers import run
+
+    items = _mixed_records(tmp_path, [{"id": str(i), "readme": K8S_README} for i in range(8)])
+    expected = _local(fake_tagger, items, tmp_path / "local.jsonl")
+    out = tmp_path / "cli.jsonl"
+    result = run("batch", items, "-o", out, "--engine", "ray", "--index", fake_index_dir, "--model", "hashing",
+                 "--actors", "1", "--cpus-per-actor", "1", "--no-cache")
+    assert result.exit_code == 1, result.output  # the broken lines
+    assert out.read_text(encoding="utf-8").splitlines() == expected
+    assert result.stderr.strip().splitlines()[-1].startswith("embedtag batch: 11 records tagged; 3 failed")
