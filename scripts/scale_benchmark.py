@@ -4,6 +4,7 @@
     python scripts/scale_benchmark.py --sections adaptive        # only the tokens-vs-F1 grid
 
 Sections (all on the shipped default index and the bundled model, this machine's cores):
+  size      bytes on disk per stored vector
   store     first pass (empty store) vs re-tag with a warm store, after a recalibration and after
             a tag-list change
   adaptive  tokens per README vs strict F1 (5-fold CV, 3 splits) for a grid of head sizes and
@@ -160,6 +161,19 @@ def section_big(base: Tagger, records: list[LabelledRecord], work: Path, big: in
         f"{total / tr:.1f} | {load()} |")
     say(f"\nAt this rate 10,000 READMEs take {10_000 / (total / tr):.0f} s (target: under 60 s).\n")
     store_big.close()
+
+
+def section_size(work: Path, n: int = 20_000) -> None:
+    """Bytes on disk per stored vector (384 float32s, random keys as real text hashes are)."""
+    rng = np.random.default_rng(0)
+    with VectorStore(work / "size.sqlite") as store:
+        for start in range(0, n, 5000):
+            vectors = rng.standard_normal((5000, 384)).astype(np.float32)
+            store.put_many("0123456789abcdef", "all-MiniLM-L6-v2;dim=384;trunc=64;chunk=64",
+                           [(text_key(f"size {start + i}"), v) for i, v in enumerate(vectors)])
+        store.prune(1 << 40)  # checkpoints the WAL into the file
+        say(f"Store size: {n:,} vectors of 384 dims take {store.size_bytes() / 1e6:.1f} MB, "
+            f"{store.size_bytes() / n / 1e3:.2f} kB per vector.\n")
 
 
 # ---- adaptive ------------------------------------------------------------------------------
@@ -353,7 +367,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="?", default=str(DEFAULT_DATA))
     parser.add_argument("--out", help="Markdown file to write")
-    parser.add_argument("--sections", default="store,big,adaptive,ray")
+    parser.add_argument("--sections", default="size,store,big,adaptive,ray")
     parser.add_argument("--big", type=int, default=10_000, help="READMEs in the large re-tag")
     parser.add_argument("--no-measure", action="store_true", help="adaptive: grid only, no timed passes")
     parser.add_argument("--timed-items", type=int, default=120, help="READMEs in the timed adaptive and Ray runs")
@@ -374,6 +388,8 @@ def main() -> None:
             if args.store:
                 with VectorStore(work / "store.sqlite") as filled, sqlite3.connect(store_path) as copy:
                     filled._conn.backup(copy)
+        if "size" in sections:
+            section_size(work)
         if "big" in sections:
             section_big(base, records, work, args.big, store_path)
         if "adaptive" in sections:
