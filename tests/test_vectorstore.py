@@ -113,7 +113,13 @@ def test_retag_after_a_tag_list_change_encodes_no_seen_chunk(tmp_path: Path) -> 
         index = _index_with(fewer_tags, inner)  # build-index encodes tag texts, not READMEs
         inner.calls.clear()
         retag = cached_tagger(Tagger(index, inner), store)
-        after = [r.to_json() for r in retag.tag_many(docs)]
+
+        def no_cleaning(readme: str) -> None:
+            raise AssertionError("a prepared README was cleaned again")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("embedtag.vectorstore.readme_sections", no_cleaning)
+            after = [r.to_json() for r in retag.tag_many(docs)]
     assert inner.encoded == 0  # every README chunk came from the store
     assert all("database" not in r["tags"] for r in after)
     uncached = [r.to_json() for r in Tagger(index, HashingEncoder()).tag_many(docs)]
