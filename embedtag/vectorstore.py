@@ -52,6 +52,10 @@ BUSY_TIMEOUT_MS = 60_000
 QUICK_CHECK_MAX_BYTES = 64 << 20
 
 
+class _OlderFormat(sqlite3.DatabaseError):
+    """The file is a store of another schema version (not damage)."""
+
+
 class StoreError(EmbedtagError):
     """The vector store cannot be opened or written."""
 
@@ -122,7 +126,11 @@ class VectorStore:
             raise StoreError(f"vector store {self.path} cannot be created: {exc.strerror}; "
                              "pass --cache PATH or --no-cache") from None
         try:
-            self._conn = self._open()
+            try:
+                self._conn = self._open()
+            except _OlderFormat:  # a store from another embedtag version: a cache, so start afresh quietly
+                self._remove_files()
+                self._conn = self._open()
         except sqlite3.DatabaseError as exc:
             self._move_aside(exc)
             try:
@@ -163,11 +171,16 @@ class VectorStore:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is None or row[0] != str(SCHEMA_VERSION):
-                raise sqlite3.DatabaseError(f"schema {row[0] if row else '?'} is not {SCHEMA_VERSION}")
+                raise _OlderFormat(f"schema {row[0] if row else '?'} is not {SCHEMA_VERSION}")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _remove_files(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.path}{suffix}")
 
     def _move_aside(self, exc: Exception) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")

@@ -212,6 +212,18 @@ def store_namespace(store: VectorStore) -> tuple[str, str]:
     return model, settings
 
 
+def test_a_store_of_another_format_version_is_replaced_quietly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "v.sqlite"
+    with VectorStore(path) as store:
+        CachingEncoder(HashingEncoder(), store).encode(["old text"])
+        store._conn.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
+    with VectorStore(path) as store:
+        assert store.info().vectors == 0
+    assert capsys.readouterr().err == "" and not list(tmp_path.glob("*.corrupt-*"))
+
+
 def test_a_store_failing_mid_run_degrades_to_encoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = VectorStore(tmp_path / "v.sqlite")
     enc = CachingEncoder(CountingEncoder(), store)
