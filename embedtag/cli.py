@@ -31,13 +31,30 @@ def _fail(exc: EmbedtagError) -> UserError:
     return UserError(str(exc), 2 if isinstance(exc, TagListError) else 1)
 
 
-def _load_tagger(index: str | None, model: str | None) -> Tagger:
+def _load_tagger(index: str | None, model: str | None, cache: str | None = None, no_cache: bool = True) -> Tagger:
     from embedtag.tagger import Tagger
 
     try:
-        return Tagger.load(index, model)
+        tagger = Tagger.load(index, model)
     except EmbedtagError as exc:
         raise _fail(exc) from None
+    if no_cache:
+        return tagger
+    from embedtag.vectorstore import cached_tagger, open_store
+
+    try:
+        return cached_tagger(tagger, open_store(cache))
+    except EmbedtagError as exc:
+        if cache:  # asked for by name: an error
+            raise _fail(exc) from None
+        click.echo(f"warning: {exc}; going on without it", err=True)  # the default store is a convenience
+        return tagger
+
+
+def _store_line(tagger: Tagger) -> None:
+    hits, misses = getattr(tagger.encoder, "hits", None), getattr(tagger.encoder, "misses", None)
+    if hits is not None and misses is not None:
+        click.echo(f"vector store: {hits} chunks from the store, {misses} encoded", err=True)
 
 
 def _dumps(data: Any) -> str:
@@ -51,6 +68,12 @@ model_option = click.option(
     "--model", type=click.Path(), envvar="EMBEDTAG_MODEL",
     help="Local sentence-transformers folder [default: bundled all-MiniLM-L6-v2].",
 )
+cache_option = click.option(
+    "--cache", type=click.Path(dir_okay=False), envvar="EMBEDTAG_CACHE",
+    help="Vector store file: chunks seen before are not encoded again [default: vectors.sqlite "
+    "under $EMBEDTAG_HOME or ~/.cache/embedtag].",
+)
+no_cache_option = click.option("--no-cache", is_flag=True, help="Encode everything; read and write no vector store.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,9 +92,11 @@ def cli() -> None:
 @click.option("--tag-format", type=TAG_FORMATS, default="names", show_default=True)
 @click.option("--prompt", "prompt_path", type=click.Path(allow_dash=True),
               help="Answer an LLM tagging prompt (file, or - for stdin): its README, id and tag list.")
+@cache_option
+@no_cache_option
 def tag(
     readme: str | None, doc_id: str, description: str, index: str | None, model: str | None,
-    explain: bool, tag_format: str, prompt_path: str | None,
+    explain: bool, tag_format: str, prompt_path: str | None, cache: str | None, no_cache: bool,
 ) -> None:
     """Tag one README (a file, or - for stdin) and print the expected JSON."""
     from embedtag.records import decode_readme, read_readme
@@ -95,7 +120,7 @@ def tag(
             raise UserError("give a README file (or - for stdin), or at least --description", 2)
     except EmbedtagError as exc:
         raise _fail(exc) from None
-    tagger = _load_tagger(index, model)
+    tagger = _load_tagger(index, model, cache, no_cache)
     result = tagger.tag(text, description=description, id=doc_id, explain=explain)
     click.echo(_dumps(result.to_json(tag_format, explain)))
 
@@ -127,9 +152,20 @@ def _answer_prompt(path: str, index: str | None, model: str | None, tag_format: 
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="READMEs per encode call.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: keep OUTPUT's finished lines.")
 @click.option("--tag-format", type=TAG_FORMATS, default="names", show_default=True)
+@cache_option
+@no_cache_option
+@click.option("--adaptive", is_flag=True,
+              help="Embed the description and first chunks; the rest only where the decision is close.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: tag on a Ray cluster (pip install 'embedtag[ray]'); JSONL or Parquet input.")
+@click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join [default: start a local one].")
+@click.option("--actors", type=click.IntRange(1), default=None, help="Ray actors [default: one per 2 CPUs].")
+@click.option("--cpus-per-actor", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--gpus-per-actor", type=click.FloatRange(0), default=0.0, show_default=True)
 def batch(
     input_path: str, output: str | None, index: str | None, model: str | None,
-    batch_size: int, resume: bool, tag_format: str,
+    batch_size: int, resume: bool, tag_format: str, cache: str | None, no_cache: bool, adaptive: bool,
+    engine: str, address: str | None, actors: int | None, cpus_per_actor: float, gpus_per_actor: float,
 ) -> None:
     """Tag every line {"id", "description", "readme" | "readme_path"} of a JSONL file.
 
@@ -142,7 +178,25 @@ def batch(
         raise UserError("--resume needs -o OUTPUT (the file to continue)", 2)
     if input_path != "-" and not Path(input_path).is_file():
         raise UserError(f"input {input_path} does not exist; pass a JSONL file", 2)
-    tagger = _load_tagger(index, model)
+    if engine == "ray":
+        from embedtag.ray_engine import RayOptions, run_ray_batch
+
+        options = RayOptions(address=address, actors=actors, cpus_per_actor=cpus_per_actor,
+                             gpus_per_actor=gpus_per_actor, batch_size=batch_size, adaptive=adaptive,
+                             cache=None if no_cache else cache, use_cache=not no_cache)
+        try:
+            summary = run_ray_batch(index, model, input_path, output, options, tag_format=tag_format)
+        except EmbedtagError as exc:
+            raise _fail(exc) from None
+        click.echo(summary.line(), err=True)
+        if summary.failed:
+            sys.exit(1)
+        return
+    tagger = _load_tagger(index, model, cache, no_cache)
+    if adaptive:
+        from embedtag.adaptive import AdaptiveTagger
+
+        tagger = AdaptiveTagger.wrap(tagger)
     try:
         summary = run_batch(
             tagger, input_path, output, batch_size=batch_size, resume=resume,
@@ -150,6 +204,8 @@ def batch(
         )
     except EmbedtagError as exc:
         raise _fail(exc) from None
+    if sys.stderr.isatty():
+        _store_line(tagger)
     click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
@@ -266,9 +322,12 @@ def info(index: str | None) -> None:
               help="Corrections store for POST /feedback [default: $EMBEDTAG_HOME/corrections.sqlite3].")
 @click.option("--api-key", envvar="EMBEDTAG_API_KEY", default=None,
               help="Require Authorization: Bearer KEY on every route but /health and the docs [env EMBEDTAG_API_KEY].")
+@cache_option
+@no_cache_option
 def serve(
     host: str, port: int, index: str | None, model: str | None, workers: int, max_body_bytes: int,
     max_batch: int, batch_wait_ms: float, allow_origins: tuple[str, ...], store: str | None, api_key: str | None,
+    cache: str | None, no_cache: bool,
 ) -> None:
     """Serve the tagger over HTTP: POST /tag, POST /tag/batch, GET /tags, GET /health, docs at /docs,
     and OpenAI-compatible POST /v1/chat/completions and GET /v1/models."""
@@ -281,7 +340,8 @@ def serve(
     except ImportError as exc:
         hint = "pip install 'embedtag[serve]'"
         raise UserError(f"`embedtag serve` needs FastAPI and uvicorn ({exc}); {hint}") from None
-    tagger = _load_tagger(index, model)  # once, before listening: a bad index or model fails here
+    tagger = _load_tagger(index, model, cache, no_cache)  # once, before listening: a bad index or model fails here
+    cache_path = str(getattr(getattr(tagger.encoder, "store", None), "path", ""))
     if host not in {"127.0.0.1", "localhost", "::1"} and not api_key:
         click.echo(f"warning: listening on {host}: whoever reaches it can call the API (no auth)", err=True)
     if workers == 1:
@@ -302,6 +362,7 @@ def serve(
         service.ENV_ORIGINS: ",".join(allow_origins),
         service.ENV_STORE: store or "",
         "EMBEDTAG_API_KEY": api_key or "",
+        service.ENV_CACHE: cache_path,
     })
     uvicorn.run(
         "embedtag.serve:create_app_from_env", factory=True, host=host, port=port, workers=workers,
@@ -537,6 +598,42 @@ def doctor(
     except EmbedtagError as exc:
         raise _fail(exc) from None
     click.echo(_dumps(report.to_json()) if as_json else doc_mod.format_report(report))
+
+
+@cli.group()
+def cache() -> None:
+    """The vector store: chunk vectors kept so a re-tag does not encode them again."""
+
+
+def _existing_store(path: str | None) -> Any:
+    from embedtag.vectorstore import default_store_path, open_store
+
+    target = Path(path) if path else default_store_path()
+    if not target.is_file():
+        raise UserError(f"no vector store at {target}; it is created by `embedtag batch` or `tag` (or pass --cache)")
+    try:
+        return open_store(target)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+
+
+@cache.command("info")
+@cache_option
+def cache_info(cache: str | None) -> None:
+    """Where the store is, its size, and how many vectors of which model it holds."""
+    with _existing_store(cache) as store:
+        click.echo("\n".join(store.info().lines()))
+
+
+@cache.command("prune")
+@cache_option
+@click.option("--max-mb", type=click.FloatRange(0), required=True, help="Shrink the store to at most this size.")
+def cache_prune(cache: str | None, max_mb: float) -> None:
+    """Drop the least recently used vectors until the store fits in --max-mb."""
+    with _existing_store(cache) as store:
+        before = store.size_bytes()
+        dropped = store.prune(int(max_mb * 1e6))
+        click.echo(f"dropped {dropped} vectors: {before / 1e6:.1f} MB -> {store.size_bytes() / 1e6:.1f} MB", err=True)
 
 
 def main() -> None:

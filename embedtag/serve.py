@@ -52,6 +52,7 @@ ENV_BATCH_WAIT = "EMBEDTAG_SERVE_BATCH_WAIT_MS"
 ENV_THREADS = "EMBEDTAG_SERVE_THREADS"
 ENV_ORIGINS = "EMBEDTAG_SERVE_ALLOW_ORIGINS"
 ENV_STORE = "EMBEDTAG_SERVE_STORE"
+ENV_CACHE = "EMBEDTAG_SERVE_CACHE"  # vector store path; empty: none
 
 TagFormat = Literal["names", "ids", "objects"]
 
@@ -583,6 +584,10 @@ def create_app_from_env() -> FastAPI:
     from embedtag.tagger import Tagger
 
     tagger = Tagger.load(os.environ.get(ENV_INDEX) or None, os.environ.get(ENV_MODEL) or None)
+    if os.environ.get(ENV_CACHE):
+        from embedtag.vectorstore import cached_tagger, open_store
+
+        tagger = cached_tagger(tagger, open_store(os.environ[ENV_CACHE]))
     threads = int(os.environ.get(ENV_THREADS) or 0)
     set_threads = getattr(tagger.encoder, "set_threads", None)
     if threads and set_threads is not None:  # workers share the cores instead of each taking all

@@ -155,6 +155,17 @@ def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         pytest.fail(f"network access was attempted: {attempts}")
 
 
+@pytest.fixture(scope="session")
+def _session_vector_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store") / "vectors.sqlite"
+
+
+@pytest.fixture(autouse=True)
+def _no_user_vector_store(_session_vector_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batch`/`tag`/`serve` keep a vector store by default: tests use one of their own."""
+    monkeypatch.setenv("EMBEDTAG_CACHE", str(_session_vector_store))
+
+
 # ---- a tiny deterministic index (HashingEncoder: bag of words, no model) -----------------------
 
 # "python " has a trailing space on purpose: output must repeat it verbatim.

@@ -1,0 +1,120 @@
+"""Adaptive compute: embed the description and the README's first chunks, and the rest only
+where the ranker's decision is close.
+
+Most READMEs are decided by their description and opening: the later chunks weigh less (they
+decay) and rarely move a tag across the threshold. `AdaptiveTagger` scores every README on its
+head chunks first; a README whose decision is close (a tag's chance within `band` of the
+threshold, or the 3rd and 4th tags within `band` of each other near it) gets its remaining
+chunks embedded and is scored again on all of them. It uses only the ranker's outputs
+(`choose_tags` values and the threshold), never its features, so it follows the ranker as the
+ranker changes. `scripts/scale_benchmark.py` measures tokens per README against CV F1 for a
+grid of settings; the chosen defaults are there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedtag.scoring import ScoringSettings, choose_tags
+from embedtag.tagger import Document, Tagger, TagResult
+from embedtag.text import Chunk, Section, readme_sections
+
+# Defaults picked by scripts/scale_benchmark.py (benchmarks/scale.md): README chunks embedded
+# up front (besides the description), and how close to the threshold counts as "close".
+# Dev CV (3 splits): first=6, band=0 (never extend) is the cheapest within 0.005 F1 (-0.0046, 55% of
+# the tokens) but sits at the edge; band 0.03 extends ~1 README in 4 and gives -0.0010 at 67%.
+FIRST_CHUNKS = 6
+CHANCE_BAND = 0.03  # with a ranker: chance units
+SCORE_BAND = 0.03  # without a ranker (zero-shot): score units; not tuned (the grid uses the ranker)
+
+
+@dataclass(frozen=True)
+class AdaptivePolicy:
+    first_chunks: int = FIRST_CHUNKS
+    chance_band: float = CHANCE_BAND
+    score_band: float = SCORE_BAND
+
+
+def head_length(chunks: list[Chunk], first_chunks: int) -> int:
+    """How many leading chunks are the description plus the first `first_chunks` README chunks."""
+    described = sum(1 for c in chunks if c.source == "description")
+    return min(len(chunks), described + first_chunks)
+
+
+def decision_is_close(values: np.ndarray, settings: ScoringSettings, policy: AdaptivePolicy) -> bool:
+    """Whether more text could change which tags `choose_tags` picks, judged from the values it
+    selected on (one README's row)."""
+    if len(values) == 0:
+        return False
+    order = np.sort(values)[::-1]
+    k = settings.max_tags
+    if settings.ranker is not None:
+        cuts = [settings.ranker.threshold]
+        band = policy.chance_band
+    else:
+        cuts = [settings.threshold, float(order[0]) - settings.margin]
+        band = policy.score_band
+    cut = max(cuts)
+    # a tag near the threshold: a little more evidence would add or drop it
+    if any(bool(np.any(np.abs(order[: k + 1] - c) < band)) for c in cuts):
+        return True
+    # the cap of three: a 4th tag above the cut, close behind the 3rd, could swap in
+    return len(order) > k and order[k] >= cut - band and order[k - 1] - order[k] < band
+
+
+class AdaptiveTagger(Tagger):
+    """A Tagger that embeds the rest of a README only when its head leaves the decision close."""
+
+    policy: AdaptivePolicy = AdaptivePolicy()
+    extended = 0  # READMEs that needed their remaining chunks
+    embedded_chunks = 0
+
+    @classmethod
+    def wrap(cls, tagger: Tagger, policy: AdaptivePolicy | None = None) -> AdaptiveTagger:
+        adaptive = cls(tagger.index, tagger.encoder)
+        adaptive.policy = policy or AdaptivePolicy()
+        return adaptive
+
+    @property
+    def may_extend(self) -> bool:
+        """Band 0 never extends: skip scoring the heads twice."""
+        return self.policy.chance_band > 0 if self.settings.ranker is not None else self.policy.score_band > 0
+
+    def is_close(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, sections: list[Section]) -> bool:
+        ev = self.score(doc, chunks, vectors, sections)
+        _, values = choose_tags(
+            ev.scores[None, :], ev.keyword[None, :], ev.cue[None, :], ev.examples[None, :], self.settings
+        )
+        return decision_is_close(values[0], self.settings, self.policy)
+
+    def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
+        per_doc_sections = [readme_sections(doc.readme) for doc in docs]
+        per_doc = [self.chunks(doc, sections) for doc, sections in zip(docs, per_doc_sections, strict=True)]
+        heads = [head_length(chunks, self.policy.first_chunks) for chunks in per_doc]
+        flat = [c.text for chunks, h in zip(per_doc, heads, strict=True) for c in chunks[:h]]
+        head_vectors = self.encoder.encode(flat)
+        vectors: list[np.ndarray] = []
+        more: list[int] = []
+        start = 0
+        for i, (doc, chunks, h) in enumerate(zip(docs, per_doc, heads, strict=True)):
+            v = head_vectors[start : start + h]
+            start += h
+            vectors.append(v)
+            if h < len(chunks) and self.may_extend and self.is_close(doc, chunks[:h], v, per_doc_sections[i]):
+                more.append(i)
+        # one encode call for the rest of every close README
+        rest = self.encoder.encode([c.text for i in more for c in per_doc[i][heads[i] :]]) if more else head_vectors[:0]
+        start = 0
+        for i in more:
+            n = len(per_doc[i]) - heads[i]
+            vectors[i] = np.vstack([vectors[i], rest[start : start + n]])
+            start += n
+        self.extended += len(more)
+        self.embedded_chunks += len(flat) + len(rest)
+        results, extended = [], set(more)
+        for i, doc in enumerate(docs):
+            used = per_doc[i] if i in extended else per_doc[i][: heads[i]]
+            results.append(self._result(doc, used, vectors[i], explain, per_doc_sections[i]))
+        return results
