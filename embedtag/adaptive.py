@@ -6,7 +6,7 @@ decay) and rarely move a tag across the threshold. `AdaptiveTagger` scores every
 head chunks first; a README whose decision is close (a tag's chance within `band` of the
 threshold, or the 3rd and 4th tags within `band` of each other near it) gets its remaining
 chunks embedded and is scored again on all of them. It uses only the ranker's outputs
-(`choose_tags` values and the threshold), never its features, so it follows the ranker as the
+(`Tagger.decide` values and the threshold), never its features, so it follows the ranker as the
 ranker changes. `scripts/scale_benchmark.py` measures tokens per README against CV F1 for a
 grid of settings; the chosen defaults are there.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedtag.scoring import ScoringSettings, choose_tags
+from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Document, Tagger, TagResult
 from embedtag.text import Chunk, Section, readme_sections
 
@@ -83,11 +83,8 @@ class AdaptiveTagger(Tagger):
         return self.policy.chance_band > 0 if self.settings.ranker is not None else self.policy.score_band > 0
 
     def is_close(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, sections: list[Section]) -> bool:
-        ev = self.score(doc, chunks, vectors, sections)
-        _, values = choose_tags(
-            ev.scores[None, :], ev.keyword[None, :], ev.cue[None, :], ev.examples[None, :], self.settings
-        )
-        return decision_is_close(values[0], self.settings, self.policy)
+        _, values = self.decide(self.score(doc, chunks, vectors, sections))
+        return decision_is_close(values, self.settings, self.policy)
 
     def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
         per_doc_sections = [readme_sections(doc.readme) for doc in docs]

@@ -200,6 +200,20 @@ class Tagger:
                 return Evidence(scores, keyword, cue, examples, tag_sims, corrected=labels[0][0], exemplars=exemplars)
         return Evidence(scores, keyword, cue, examples, tag_sims, exemplars=exemplars)
 
+    def decide(self, ev: Evidence) -> tuple[list[int], np.ndarray]:
+        """The tags one README's evidence picks (positions, best first) and the per-tag values
+        they were picked on (the ranker's chances, else the combined scores)."""
+        picked, values = choose_tags(
+            ev.scores[None, :],
+            ev.keyword[None, :],
+            ev.cue[None, :],
+            ev.examples[None, :],
+            self.settings,
+            exemplars=ev.exemplars[None, :] if ev.exemplars is not None else None,
+            tag_ids=self._tag_ids,
+        )
+        return picked[0], values[0]
+
     def _result(
         self,
         doc: Document,
@@ -211,16 +225,7 @@ class Tagger:
         if not chunks:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
         ev = self.score(doc, chunks, vectors, sections)
-        picked, values = choose_tags(
-            ev.scores[None, :],
-            ev.keyword[None, :],
-            ev.cue[None, :],
-            ev.examples[None, :],
-            self.settings,
-            exemplars=ev.exemplars[None, :] if ev.exemplars is not None else None,
-            tag_ids=self._tag_ids,
-        )
-        chosen, selected_on = picked[0], values[0]
+        chosen, selected_on = self.decide(ev)
         if ev.corrected is not None:  # a person tagged this very text
             chosen = list(ev.corrected)
         tags = [self.index.tags[i] for i in chosen]
