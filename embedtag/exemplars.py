@@ -102,7 +102,8 @@ def exemplar_votes(
     if len(doc_vectors) == 0 or len(exemplar_vectors) == 0:
         return out
     k = min(k, len(exemplar_vectors))
-    sims = doc_vectors.astype(np.float32) @ exemplar_vectors.T
+    # exemplars x docs: one pass over the (large) exemplar matrix for the whole batch
+    sims = (exemplar_vectors @ doc_vectors.astype(np.float32).T).T
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     for row in range(len(doc_vectors)):
         weights = np.maximum(sims[row, top[row]], 0.0) ** 2

@@ -165,9 +165,15 @@ class Tagger:
         return sims
 
     def score(
-        self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, sections: list[Section] | None = None
+        self,
+        doc: Document,
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        sections: list[Section] | None = None,
+        exemplars: np.ndarray | None = None,
     ) -> Evidence:
-        """Every tag's evidence for one document (`sections` as for `chunks`)."""
+        """Every tag's evidence for one document (`sections` as for `chunks`; `exemplars` its
+        exemplar votes when already computed for a batch, see `exemplar_votes_for`)."""
         s = self.settings
         n_tags = len(self.index.tags)
         tag_sims = tag_similarities(self._search(vectors), self._text_rows, n_tags, s.text_top_k)
@@ -176,11 +182,10 @@ class Tagger:
         keyword = np.zeros(n_tags, dtype=np.float32)
         cue = np.zeros(n_tags, dtype=np.float32)
         examples = np.zeros(n_tags, dtype=np.float32)
-        exemplars = None
         doc_vector = document_vector(chunks, vectors) if len(vectors) else None
-        if self.index.exemplar_vectors is not None and doc_vector is not None:
-            votes = exemplar_votes(doc_vector[None, :], self.index.exemplar_vectors, self._exemplar_labels, n_tags)
-            exemplars = votes[0]
+        if exemplars is None and doc_vector is not None:
+            exemplars = self.exemplar_votes_for(doc_vector[None, :])
+            exemplars = exemplars[0] if exemplars is not None else None
         if s.keyword_weight:
             if sections is None:
                 sections = readme_sections(doc.readme)
@@ -199,6 +204,12 @@ class Tagger:
             if labels and sims[0][0] >= SAME_TEXT and self.index.examples[ids[0][0]].corrected:
                 return Evidence(scores, keyword, cue, examples, tag_sims, corrected=labels[0][0], exemplars=exemplars)
         return Evidence(scores, keyword, cue, examples, tag_sims, exemplars=exemplars)
+
+    def exemplar_votes_for(self, doc_vectors: np.ndarray) -> np.ndarray | None:
+        """(docs x tags) votes of the index's exemplars for these README vectors; None without exemplars."""
+        if self.index.exemplar_vectors is None:
+            return None
+        return exemplar_votes(doc_vectors, self.index.exemplar_vectors, self._exemplar_labels, len(self.index.tags))
 
     def decide(self, ev: Evidence) -> tuple[list[int], np.ndarray]:
         """The tags one README's evidence picks (positions, best first) and the per-tag values
@@ -221,10 +232,11 @@ class Tagger:
         vectors: np.ndarray,
         explain: bool,
         sections: list[Section] | None = None,
+        exemplars: np.ndarray | None = None,
     ) -> TagResult:
         if not chunks:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
-        ev = self.score(doc, chunks, vectors, sections)
+        ev = self.score(doc, chunks, vectors, sections, exemplars)
         chosen, selected_on = self.decide(ev)
         if ev.corrected is not None:  # a person tagged this very text
             chosen = list(ev.corrected)
@@ -258,10 +270,24 @@ class Tagger:
         # Clean each README once: chunking and the keyword opening both read the sections.
         per_doc_sections = [readme_sections(doc.readme) for doc in docs]
         per_doc = [self.chunks(doc, sections) for doc, sections in zip(docs, per_doc_sections, strict=True)]
-        flat = [c.text for chunks in per_doc for c in chunks]
-        vectors = self.encoder.encode(flat)
-        results, start = [], 0
-        for doc, sections, chunks in zip(docs, per_doc_sections, per_doc, strict=True):
-            results.append(self._result(doc, chunks, vectors[start : start + len(chunks)], explain, sections))
+        return self._results(docs, per_doc_sections, per_doc, explain)
+
+    def _results(
+        self, docs: list[Document], per_doc_sections: list[list[Section]], per_doc: list[list[Chunk]], explain: bool
+    ) -> list[TagResult]:
+        """Encode a batch's chunks in one call and tag each document."""
+        vectors = self.encoder.encode([c.text for chunks in per_doc for c in chunks])
+        spans, start = [], 0
+        doc_vectors = np.zeros((len(docs), self.encoder.dimension), dtype=np.float32)
+        for row, chunks in enumerate(per_doc):
+            spans.append((start, start + len(chunks)))
+            if chunks:
+                doc_vectors[row] = document_vector(chunks, vectors[start : start + len(chunks)])
             start += len(chunks)
+        votes = self.exemplar_votes_for(doc_vectors)  # one pass over the exemplars for the batch
+        results = []
+        for row, (doc, sections, chunks) in enumerate(zip(docs, per_doc_sections, per_doc, strict=True)):
+            a, b = spans[row]
+            exemplars = votes[row] if votes is not None else None
+            results.append(self._result(doc, chunks, vectors[a:b], explain, sections, exemplars))
         return results

@@ -463,9 +463,4 @@ class StoreTagger(Tagger):
 
     def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
         prepared = self._prepared(docs)
-        vectors = self.encoder.encode([c.text for _, chunks in prepared for c in chunks])
-        results, start = [], 0
-        for doc, (sections, chunks) in zip(docs, prepared, strict=True):
-            results.append(self._result(doc, chunks, vectors[start : start + len(chunks)], explain, sections))
-            start += len(chunks)
-        return results
+        return self._results(docs, [sections for sections, _ in prepared], [chunks for _, chunks in prepared], explain)
