@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -211,6 +212,9 @@ class TagIndex:
         return out
 
 
+SWAP_ATTEMPTS = 200  # x 5 ms: how long a save waits out concurrent saves before giving up
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Move a finished temp dir to `out`, replacing what is there.
 
@@ -225,17 +229,24 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             os.rename(out, old)
         except FileNotFoundError:  # a concurrent build moved it away first
             old = None
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (out / MANIFEST).is_file():  # a concurrent build won: its index is complete
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-            return
-        if old is not None and not out.exists():
-            os.rename(old, out)
-        raise
+    for attempt in range(SWAP_ATTEMPTS):
+        try:
+            os.rename(tmp, out)
+            break
+        except OSError:
+            if (out / MANIFEST).is_file():  # a concurrent build won: its index is complete
+                shutil.rmtree(tmp, ignore_errors=True)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+                return
+            if attempt == SWAP_ATTEMPTS - 1:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if old is not None and not out.exists():
+                    os.rename(old, out)
+                raise
+            # another build is between its two renames (`out` there but not yet complete, or
+            # just moved aside): wait for it to finish and try again
+            time.sleep(0.005)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -171,12 +171,16 @@ class Tagger:
         vectors: np.ndarray,
         sections: list[Section] | None = None,
         exemplars: np.ndarray | None = None,
+        text_sims: np.ndarray | None = None,
     ) -> Evidence:
-        """Every tag's evidence for one document (`sections` as for `chunks`; `exemplars` its
-        exemplar votes when already computed for a batch, see `exemplar_votes_for`)."""
+        """Every tag's evidence for one document (`sections` as for `chunks`). `exemplars` (its
+        exemplar votes) and `text_sims` (its chunks' similarities to the tag texts) are passed when
+        already computed for a whole batch."""
         s = self.settings
         n_tags = len(self.index.tags)
-        tag_sims = tag_similarities(self._search(vectors), self._text_rows, n_tags, s.text_top_k)
+        if text_sims is None:
+            text_sims = self._search(vectors)
+        tag_sims = tag_similarities(text_sims, self._text_rows, n_tags, s.text_top_k)
         weights = np.array([c.weight for c in chunks], dtype=np.float32)
         scores = aggregate_votes(tag_sims, weights, s.mean_weight) - self._bias
         keyword = np.zeros(n_tags, dtype=np.float32)
@@ -233,10 +237,11 @@ class Tagger:
         explain: bool,
         sections: list[Section] | None = None,
         exemplars: np.ndarray | None = None,
+        text_sims: np.ndarray | None = None,
     ) -> TagResult:
         if not chunks:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
-        ev = self.score(doc, chunks, vectors, sections, exemplars)
+        ev = self.score(doc, chunks, vectors, sections, exemplars, text_sims)
         chosen, selected_on = self.decide(ev)
         if ev.corrected is not None:  # a person tagged this very text
             chosen = list(ev.corrected)
@@ -284,10 +289,12 @@ class Tagger:
             if chunks:
                 doc_vectors[row] = document_vector(chunks, vectors[start : start + len(chunks)])
             start += len(chunks)
-        votes = self.exemplar_votes_for(doc_vectors)  # one pass over the exemplars for the batch
+        # one FAISS search and one pass over the exemplars for the whole batch, not one per README
+        votes = self.exemplar_votes_for(doc_vectors)
+        text_sims = self._search(vectors)
         results = []
         for row, (doc, sections, chunks) in enumerate(zip(docs, per_doc_sections, per_doc, strict=True)):
             a, b = spans[row]
             exemplars = votes[row] if votes is not None else None
-            results.append(self._result(doc, chunks, vectors[a:b], explain, sections, exemplars))
+            results.append(self._result(doc, chunks, vectors[a:b], explain, sections, exemplars, text_sims[a:b]))
         return results
