@@ -19,7 +19,7 @@ import numpy as np
 
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Document, Tagger, TagResult
-from embedtag.text import Chunk, Section, readme_sections
+from embedtag.text import Chunk, readme_sections
 
 # Defaults picked by scripts/scale_benchmark.py (benchmarks/scale.md): README chunks embedded
 # up front (besides the description), and how close to the threshold counts as "close".
@@ -82,36 +82,40 @@ class AdaptiveTagger(Tagger):
         """Band 0 never extends: skip scoring the heads twice."""
         return self.policy.chance_band > 0 if self.settings.ranker is not None else self.policy.score_band > 0
 
-    def is_close(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray, sections: list[Section]) -> bool:
-        _, values = self.decide(self.score(doc, chunks, vectors, sections))
-        return decision_is_close(values, self.settings, self.policy)
-
     def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
         per_doc_sections = [readme_sections(doc.readme) for doc in docs]
         per_doc = [self.chunks(doc, sections) for doc, sections in zip(docs, per_doc_sections, strict=True)]
-        heads = [head_length(chunks, self.policy.first_chunks) for chunks in per_doc]
-        flat = [c.text for chunks, h in zip(per_doc, heads, strict=True) for c in chunks[:h]]
-        head_vectors = self.encoder.encode(flat)
-        vectors: list[np.ndarray] = []
-        more: list[int] = []
-        start = 0
-        for i, (doc, chunks, h) in enumerate(zip(docs, per_doc, heads, strict=True)):
-            v = head_vectors[start : start + h]
-            start += h
-            vectors.append(v)
-            if h < len(chunks) and self.may_extend and self.is_close(doc, chunks[:h], v, per_doc_sections[i]):
-                more.append(i)
-        # one encode call for the rest of every close README
-        rest = self.encoder.encode([c.text for i in more for c in per_doc[i][heads[i] :]]) if more else head_vectors[:0]
-        start = 0
+        heads = [chunks[: head_length(chunks, self.policy.first_chunks)] for chunks in per_doc]
+        head_vectors = self.encoder.encode([c.text for chunks in heads for c in chunks])
+        head_evidence = self.evidence_batch(docs, per_doc_sections, heads, head_vectors)
+        more = [
+            i
+            for i, (chunks, head, ev) in enumerate(zip(per_doc, heads, head_evidence, strict=True))
+            if ev is not None
+            and len(head) < len(chunks)
+            and self.may_extend
+            and decision_is_close(self.decide(ev)[1], self.settings, self.policy)
+        ]
+        results = [
+            self._result(doc, head, ev, explain) for doc, head, ev in zip(docs, heads, head_evidence, strict=True)
+        ]
+        self.embedded_chunks += len(head_vectors)
+        if not more:
+            return results
+        # the close READMEs: the rest of each in one encode call, then scored on all their chunks
+        rest = self.encoder.encode([c.text for i in more for c in per_doc[i][len(heads[i]) :]])
+        head_start = np.cumsum([0] + [len(h) for h in heads])
+        full, start = [], 0
         for i in more:
-            n = len(per_doc[i]) - heads[i]
-            vectors[i] = np.vstack([vectors[i], rest[start : start + n]])
+            n = len(per_doc[i]) - len(heads[i])
+            full.append(head_vectors[head_start[i] : head_start[i + 1]])
+            full.append(rest[start : start + n])
             start += n
+        evidence = self.evidence_batch(
+            [docs[i] for i in more], [per_doc_sections[i] for i in more], [per_doc[i] for i in more], np.vstack(full)
+        )
+        for i, ev in zip(more, evidence, strict=True):
+            results[i] = self._result(docs[i], per_doc[i], ev, explain)
         self.extended += len(more)
-        self.embedded_chunks += len(flat) + len(rest)
-        results, extended = [], set(more)
-        for i, doc in enumerate(docs):
-            used = per_doc[i] if i in extended else per_doc[i][: heads[i]]
-            results.append(self._result(doc, used, vectors[i], explain, per_doc_sections[i]))
+        self.embedded_chunks += len(rest)
         return results

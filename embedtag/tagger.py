@@ -229,19 +229,10 @@ class Tagger:
         )
         return picked[0], values[0]
 
-    def _result(
-        self,
-        doc: Document,
-        chunks: list[Chunk],
-        vectors: np.ndarray,
-        explain: bool,
-        sections: list[Section] | None = None,
-        exemplars: np.ndarray | None = None,
-        text_sims: np.ndarray | None = None,
-    ) -> TagResult:
-        if not chunks:
+    def _result(self, doc: Document, chunks: list[Chunk], ev: Evidence | None, explain: bool) -> TagResult:
+        """The tags one README's evidence picks (None: the README had no text to embed)."""
+        if not chunks or ev is None:
             return TagResult(doc.id, [], reason="no text to tag: the README and description are empty")
-        ev = self.score(doc, chunks, vectors, sections, exemplars, text_sims)
         chosen, selected_on = self.decide(ev)
         if ev.corrected is not None:  # a person tagged this very text
             chosen = list(ev.corrected)
@@ -282,6 +273,21 @@ class Tagger:
     ) -> list[TagResult]:
         """Encode a batch's chunks in one call and tag each document."""
         vectors = self.encoder.encode([c.text for chunks in per_doc for c in chunks])
+        evidence = self.evidence_batch(docs, per_doc_sections, per_doc, vectors)
+        return [
+            self._result(doc, chunks, ev, explain) for doc, chunks, ev in zip(docs, per_doc, evidence, strict=True)
+        ]
+
+    def evidence_batch(
+        self,
+        docs: list[Document],
+        per_doc_sections: list[list[Section]],
+        per_doc: list[list[Chunk]],
+        vectors: np.ndarray,
+    ) -> list[Evidence | None]:
+        """Each document's evidence from its chunks' vectors (`vectors` are all chunks in order);
+        None for a document with no chunk. One FAISS search and one pass over the exemplars serve
+        the whole batch, not one per README."""
         spans, start = [], 0
         doc_vectors = np.zeros((len(docs), self.encoder.dimension), dtype=np.float32)
         for row, chunks in enumerate(per_doc):
@@ -289,12 +295,11 @@ class Tagger:
             if chunks:
                 doc_vectors[row] = document_vector(chunks, vectors[start : start + len(chunks)])
             start += len(chunks)
-        # one FAISS search and one pass over the exemplars for the whole batch, not one per README
         votes = self.exemplar_votes_for(doc_vectors)
         text_sims = self._search(vectors)
-        results = []
+        out: list[Evidence | None] = []
         for row, (doc, sections, chunks) in enumerate(zip(docs, per_doc_sections, per_doc, strict=True)):
             a, b = spans[row]
             exemplars = votes[row] if votes is not None else None
-            results.append(self._result(doc, chunks, vectors[a:b], explain, sections, exemplars, text_sims[a:b]))
-        return results
+            out.append(self.score(doc, chunks, vectors[a:b], sections, exemplars, text_sims[a:b]) if chunks else None)
+        return out

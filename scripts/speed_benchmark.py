@@ -264,7 +264,8 @@ def run_pipeline(cfg: dict[str, Any]) -> dict[str, Any]:
         per_doc_sections = [readme_sections(d.readme) for d in docs]
         start, score_started = 0, time.perf_counter()
         for doc, sections, chunks in zip(docs, per_doc_sections, per_doc, strict=True):
-            tagger._result(doc, chunks, vectors[start : start + len(chunks)], False, sections)  # type: ignore[index]
+            v = vectors[start : start + len(chunks)]  # type: ignore[index]
+            tagger._result(doc, chunks, tagger.score(doc, chunks, v, sections) if chunks else None, False)
             start += len(chunks)
         out["score_s"] = round(time.perf_counter() - score_started, 3)
         out.update(score_breakdown(tagger, docs, per_doc, vectors))
@@ -318,7 +319,7 @@ def run_naive(cfg: dict[str, Any]) -> dict[str, Any]:
         chunks = tagger.chunks(doc)
         vectors = model.encode([c.text for c in chunks], batch_size=32, normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
-        return tagger._result(doc, chunks, vectors, False)
+        return tagger._result(doc, chunks, tagger.score(doc, chunks, vectors) if chunks else None, False)
 
     [one(d) for d in docs[:4]]
     times = []
@@ -366,7 +367,8 @@ def run_curve(cfg: dict[str, Any]) -> dict[str, Any]:
             else:
                 not_prefix += 1
                 doc_vectors = encoder.encode([c.text for c in chunks])
-            results.append(tagger._result(doc, chunks, doc_vectors, False))
+            evidence = tagger.score(doc, chunks, doc_vectors) if chunks else None
+            results.append(tagger._result(doc, chunks, evidence, False))
             chunk_total += len(chunks)
             token_total += token_count(encoder, [c.text for c in chunks])
         clear_memo(encoder)
@@ -435,7 +437,7 @@ def run_options(cfg: dict[str, Any]) -> dict[str, Any]:
             chunks = st_tagger.chunks(doc)
             vectors = st.model.encode([c.text for c in chunks], batch_size=32, normalize_embeddings=True,
                                       convert_to_numpy=True, show_progress_bar=False)
-            out.append(st_tagger._result(doc, chunks, vectors, False))
+            out.append(st_tagger._result(doc, chunks, st_tagger.score(doc, chunks, vectors) if chunks else None, False))
         return out
 
     variants.append(("naive: one SentenceTransformer.encode per README", naive, {}))
