@@ -156,6 +156,9 @@ def _answer_prompt(path: str, index: str | None, model: str | None, tag_format: 
 @no_cache_option
 @click.option("--adaptive", is_flag=True,
               help="Embed the description and first chunks; the rest only where the decision is close.")
+@click.option("--adaptive-band", type=click.FloatRange(0, 1), default=None,
+              help="With --adaptive: how close a chance must be to the threshold to embed the rest "
+                   "[default: 0.02; 0 never embeds more, the fastest] (benchmarks/scale.md).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: tag on a Ray cluster (pip install 'embedtag[ray]'); JSONL or Parquet input.")
 @click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join [default: start a local one].")
@@ -165,7 +168,8 @@ def _answer_prompt(path: str, index: str | None, model: str | None, tag_format: 
 def batch(
     input_path: str, output: str | None, index: str | None, model: str | None,
     batch_size: int, resume: bool, tag_format: str, cache: str | None, no_cache: bool, adaptive: bool,
-    engine: str, address: str | None, actors: int | None, cpus_per_actor: float, gpus_per_actor: float,
+    adaptive_band: float | None, engine: str, address: str | None, actors: int | None, cpus_per_actor: float,
+    gpus_per_actor: float,
 ) -> None:
     """Tag every line {"id", "description", "readme" | "readme_path"} of a JSONL file.
 
@@ -178,8 +182,13 @@ def batch(
         raise UserError("--resume needs -o OUTPUT (the file to continue)", 2)
     if input_path != "-" and not Path(input_path).is_file():
         raise UserError(f"input {input_path} does not exist; pass a JSONL file", 2)
+    if adaptive_band is not None and not adaptive:
+        raise UserError("--adaptive-band goes with --adaptive", 2)
     if engine == "ray":
         from embedtag.ray_engine import RayOptions, run_ray_batch
+
+        if adaptive_band is not None:
+            raise UserError("--adaptive-band is not supported with --engine ray yet (it uses the default band)", 2)
 
         options = RayOptions(address=address, actors=actors, cpus_per_actor=cpus_per_actor,
                              gpus_per_actor=gpus_per_actor, batch_size=batch_size, adaptive=adaptive,
@@ -194,9 +203,14 @@ def batch(
         return
     tagger = _load_tagger(index, model, cache, no_cache)
     if adaptive:
-        from embedtag.adaptive import AdaptiveTagger
+        from dataclasses import replace
 
-        tagger = AdaptiveTagger.wrap(tagger)
+        from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger
+
+        policy = AdaptivePolicy()
+        if adaptive_band is not None:
+            policy = replace(policy, chance_band=adaptive_band, score_band=adaptive_band)
+        tagger = AdaptiveTagger.wrap(tagger, policy)
     try:
         summary = run_batch(
             tagger, input_path, output, batch_size=batch_size, resume=resume,

@@ -73,3 +73,26 @@ def test_decision_is_close_zero_shot_uses_threshold_and_margin() -> None:
     assert not decision_is_close(np.array([0.6, 0.45, 0.1]), settings, policy)
     assert decision_is_close(np.array([0.6, 0.535, 0.1]), settings, policy)  # at best - margin
     assert decision_is_close(np.array([0.305, 0.1, 0.0]), settings, policy)  # at the threshold
+
+
+def test_batch_cli_adaptive_band(fake_index_dir: object, tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from embedtag.cli import cli
+
+    work = Path(str(tmp_path))
+    items = work / "in.jsonl"
+    items.write_text("\n".join(json.dumps({"id": d.id, "readme": d.readme, "description": d.description})
+                               for d in docs()) + "\n", encoding="utf-8")
+    common = ["batch", str(items), "--index", str(fake_index_dir), "--model", "hashing", "--no-cache"]
+    runner = CliRunner()
+    full = runner.invoke(cli, [*common, "-o", str(work / "full.jsonl")])
+    wide = runner.invoke(cli, [*common, "-o", str(work / "wide.jsonl"), "--adaptive", "--adaptive-band", "1"])
+    assert full.exit_code == 0 and wide.exit_code == 0, (full.output, wide.output)
+    # a band of 1 embeds every README whole: the same lines as the full budget
+    assert (work / "full.jsonl").read_text() == (work / "wide.jsonl").read_text()
+    alone = runner.invoke(cli, [*common, "--adaptive-band", "0.1"])
+    assert alone.exit_code == 2 and "--adaptive-band goes with --adaptive" in alone.output
