@@ -214,17 +214,10 @@ def parse_prompt(text: str) -> ParsedPrompt:
 
 def read_prompt(path: str | Path) -> str:
     """A prompt file as text (UTF-8, bad bytes replaced); a file over MAX_PROMPT_BYTES is refused."""
-    p = Path(path)
-    try:
-        with p.open("rb") as handle:
-            data = handle.read(MAX_PROMPT_BYTES + 1)
-    except FileNotFoundError:
-        raise PromptError(f"prompt file {p} does not exist") from None
-    except IsADirectoryError:
-        raise PromptError(f"prompt file {p} is a directory; pass a file") from None
-    except OSError as exc:
-        raise PromptError(f"prompt file {p} cannot be read: {exc.strerror}") from None
-    return decode_prompt(data, f"prompt file {p}")
+    from embedtag.records import read_file_bytes  # the README reader's: same one-line errors
+
+    label = f"prompt file {Path(path)}"
+    return decode_prompt(read_file_bytes(Path(path), MAX_PROMPT_BYTES + 1, label, PromptError), label)
 
 
 def decode_prompt(data: bytes, source: str) -> str:

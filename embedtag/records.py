@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedtag.errors import InputError
+from embedtag.errors import EmbedtagError, InputError
 from embedtag.tagger import Document
 
 # Past this many bytes a README is read only in part: only the opening is ever embedded.
@@ -25,18 +25,23 @@ def decode_readme(data: bytes, source: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def read_readme(path: str | Path) -> str:
-    p = Path(path)
+def read_file_bytes(path: Path, limit: int, label: str, error: type[EmbedtagError] = InputError) -> bytes:
+    """At most `limit` bytes of a file; a missing, directory or unreadable path is one `error` line
+    starting with `label` (e.g. "README x.md")."""
     try:
-        with p.open("rb") as handle:
-            data = handle.read(MAX_README_BYTES)
+        with path.open("rb") as handle:
+            return handle.read(limit)
     except FileNotFoundError:
-        raise InputError(f"README {p} does not exist") from None
+        raise error(f"{label} does not exist") from None
     except IsADirectoryError:
-        raise InputError(f"README {p} is a directory; pass a file") from None
+        raise error(f"{label} is a directory; pass a file") from None
     except OSError as exc:
-        raise InputError(f"README {p} cannot be read: {exc.strerror}") from None
-    return decode_readme(data, f"README {p}")
+        raise error(f"{label} cannot be read: {exc.strerror}") from None
+
+
+def read_readme(path: str | Path) -> str:
+    label = f"README {Path(path)}"
+    return decode_readme(read_file_bytes(Path(path), MAX_README_BYTES, label), label)
 
 
 def _valid_unicode(text: str) -> str:
