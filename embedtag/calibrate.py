@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from embedtag.exemplars import exemplar_votes
 from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
@@ -84,11 +83,7 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
             cue[start + row] = evidence.cue
             vectors[start + row] = document_vector(chunks, v)
     index = tagger.index
-    exemplars = None
-    if index.exemplar_vectors is not None:
-        by_id = {tag.id: i for i, tag in enumerate(index.tags)}
-        labels = [tuple(by_id[t] for t in tags if t in by_id) for tags in index.exemplar_tags]
-        exemplars = exemplar_votes(vectors, index.exemplar_vectors, labels, n_tags)
+    exemplars = tagger.exemplar_votes_for(vectors)  # None without exemplars
     return ScoredSet(
         ids=[r.document.id for r in records],
         zero_shot=zero,

@@ -36,7 +36,6 @@ sys.path.insert(0, str(REPO))
 from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger, decision_is_close, head_length  # noqa: E402
 from embedtag.batch import run_batch  # noqa: E402
 from embedtag.calibrate import EXAMPLE_WEIGHT, ScoredSet, calibrate, folds, micro_f1, predict  # noqa: E402
-from embedtag.exemplars import exemplar_votes  # noqa: E402
 from embedtag.glosses import load_glosses  # noqa: E402
 from embedtag.index import Example, TagIndex, build_index  # noqa: E402
 from embedtag.records import LabelledRecord, read_labelled  # noqa: E402
@@ -202,11 +201,7 @@ def scored_rows(tagger: Tagger, records: list[LabelledRecord], heads: list[int] 
         zero[i], keyword[i], cue[i] = ev.scores, ev.keyword, ev.cue
         vectors[i] = document_vector(chunks, v)
     index = tagger.index
-    exemplars = None
-    if index.exemplar_vectors is not None:  # the shipped index's exemplar votes, as the tagger uses them
-        by_id = {tag.id: i for i, tag in enumerate(index.tags)}
-        labels = [tuple(by_id[t] for t in tags if t in by_id) for tags in index.exemplar_tags]
-        exemplars = exemplar_votes(vectors, index.exemplar_vectors, labels, n_tags)
+    exemplars = tagger.exemplar_votes_for(vectors)  # as the tagger uses them; None without exemplars
     return ScoredSet([r.document.id for r in records], zero, keyword, cue, vectors,
                      [tuple(position[t] for t in r.core if t in position) for r in records],
                      [tuple(position[t] for t in r.also if t in position) for r in records],

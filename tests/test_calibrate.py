@@ -212,3 +212,50 @@ def test_exemplar_votes_are_ranker_features() -> None:
     assert column["exemplars_top3"] == [1, 1, 1]
     without = ranker_features(scores, none, none, none)
     assert without[0, :, RANKER_FEATURES.index("exemplars_top3")].tolist() == [0, 0, 0]
+
+
+def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
+    fake_index: TagIndex, fake_encoder: HashingEncoder
+) -> None:
+    """The same agreement with exemplar votes and per-tag biases in the ranker."""
+    from embedtag.build import with_examples, with_exemplars
+    from embedtag.calibrate import examples_from_index, score_labelled
+    from embedtag.exemplars import Exemplar
+    from embedtag.records import LabelledRecord
+    from embedtag.tagger import Document
+
+    exemplars = [
+        Exemplar("Kubernetes operator for pods on clusters", ("k8s",)),
+        Exemplar("SQL database engine with tables", ("database",)),
+        Exemplar("Video game with levels and players", ("game",)),
+        Exemplar("Command-line tool for the terminal", ("cli",)),
+        Exemplar("Terminal tool that manages Kubernetes pods", ("cli", "k8s")),
+    ]
+    topics = {
+        "k8s": "a Kubernetes operator that manages pods and clusters",
+        "database": "a SQL database engine storing tables and rows",
+        "game": "a video game with levels and players",
+        "cli": "a command-line tool you run in the terminal",
+    }
+    records = [
+        LabelledRecord(Document(f"{tag}-{n}", f"Project {n} is {text}. Release {n} adds {other}.", ""), (tag,))
+        for n, (tag, text) in enumerate(list(topics.items()) * 3)
+        for other in [topics[list(topics)[(n + 1) % len(topics)]]]
+    ]
+    base = Tagger(with_exemplars(fake_index, fake_encoder, exemplars), fake_encoder)
+    scored = score_labelled(base, records)
+    assert scored.exemplars is not None and scored.exemplars.max() == 1.0
+    settings = calibrate(scored, base.settings, use_examples=True)
+    assert settings.ranker is not None and settings.ranker.tag_bias  # biases for the labelled tags
+    index = with_examples(replace(base.index, settings=settings), base, records, scored.doc_vectors)
+    tagger = Tagger(index, fake_encoder)
+    new = [
+        LabelledRecord(Document("a", "A Kubernetes tool for the command line and SQL tables.", "a k8s cli"), ()),
+        LabelledRecord(Document("b", "A game about databases, with players and rows of levels.", ""), ()),
+        LabelledRecord(Document("c", "Operators for clusters; pods run a video game.", "games on k8s"), ()),
+    ]
+    expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
+    got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
+    names = [t.key for t in index.tags]
+    assert [[names[t] for t in p] for p in got] == expected
+    assert any(expected)
