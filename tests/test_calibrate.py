@@ -19,8 +19,34 @@ from embedtag.calibrate import (
 )
 from embedtag.encoder import HashingEncoder
 from embedtag.index import TagIndex, load_index
+from embedtag.records import LabelledRecord
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
-from embedtag.tagger import Tagger
+from embedtag.tagger import Document, Tagger
+
+TOPICS = {
+    "k8s": "a Kubernetes operator that manages pods and clusters",
+    "database": "a SQL database engine storing tables and rows",
+    "game": "a video game with levels and players",
+    "cli": "a command-line tool you run in the terminal",
+}
+
+
+def topic_records() -> list[LabelledRecord]:
+    """Twelve labelled READMEs, each about one fake tag with a mention of the next one."""
+    return [
+        LabelledRecord(Document(f"{tag}-{n}", f"Project {n} is {text}. Release {n} adds {other}.", ""), (tag,))
+        for n, (tag, text) in enumerate(list(TOPICS.items()) * 3)
+        for other in [TOPICS[list(TOPICS)[(n + 1) % len(TOPICS)]]]
+    ]
+
+
+def new_records() -> list[LabelledRecord]:
+    """Unlabelled READMEs mixing the topics."""
+    return [
+        LabelledRecord(Document("a", "A Kubernetes tool for the command line and SQL tables.", "a k8s cli"), ()),
+        LabelledRecord(Document("b", "A game about databases, with players and rows of levels.", ""), ()),
+        LabelledRecord(Document("c", "Operators for clusters; pods run a video game.", "games on k8s"), ()),
+    ]
 
 
 def f32(rows: list[list[float]]) -> np.ndarray:
@@ -150,30 +176,14 @@ def test_vectorised_predictions_equal_what_the_tagger_outputs(
     or the measured figures would not be the product's."""
     from embedtag.build import with_examples
     from embedtag.calibrate import examples_from_index, score_labelled
-    from embedtag.records import LabelledRecord
-    from embedtag.tagger import Document
 
-    topics = {
-        "k8s": "a Kubernetes operator that manages pods and clusters",
-        "database": "a SQL database engine storing tables and rows",
-        "game": "a video game with levels and players",
-        "cli": "a command-line tool you run in the terminal",
-    }
-    records = [
-        LabelledRecord(Document(f"{tag}-{n}", f"Project {n} is {text}. Release {n} adds {other}.", ""), (tag,))
-        for n, (tag, text) in enumerate(list(topics.items()) * 3)
-        for other in [topics[list(topics)[(n + 1) % len(topics)]]]
-    ]
+    records = topic_records()
     base = Tagger(fake_index, fake_encoder)
     scored = score_labelled(base, records)
     settings = calibrate(scored, base.settings, use_examples=True)
     index = with_examples(replace(fake_index, settings=settings), base, records, scored.doc_vectors)
     tagger = Tagger(index, fake_encoder)
-    new = [
-        LabelledRecord(Document("a", "A Kubernetes tool for the command line and SQL tables.", "a k8s cli"), ()),
-        LabelledRecord(Document("b", "A game about databases, with players and rows of levels.", ""), ()),
-        LabelledRecord(Document("c", "Operators for clusters; pods run a video game.", "games on k8s"), ()),
-    ]
+    new = new_records()
     expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
     got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
     names = [t.key for t in index.tags]
@@ -221,8 +231,6 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
     from embedtag.build import with_examples, with_exemplars
     from embedtag.calibrate import examples_from_index, score_labelled
     from embedtag.exemplars import Exemplar
-    from embedtag.records import LabelledRecord
-    from embedtag.tagger import Document
 
     exemplars = [
         Exemplar("Kubernetes operator for pods on clusters", ("k8s",)),
@@ -231,17 +239,7 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
         Exemplar("Command-line tool for the terminal", ("cli",)),
         Exemplar("Terminal tool that manages Kubernetes pods", ("cli", "k8s")),
     ]
-    topics = {
-        "k8s": "a Kubernetes operator that manages pods and clusters",
-        "database": "a SQL database engine storing tables and rows",
-        "game": "a video game with levels and players",
-        "cli": "a command-line tool you run in the terminal",
-    }
-    records = [
-        LabelledRecord(Document(f"{tag}-{n}", f"Project {n} is {text}. Release {n} adds {other}.", ""), (tag,))
-        for n, (tag, text) in enumerate(list(topics.items()) * 3)
-        for other in [topics[list(topics)[(n + 1) % len(topics)]]]
-    ]
+    records = topic_records()
     base = Tagger(with_exemplars(fake_index, fake_encoder, exemplars), fake_encoder)
     scored = score_labelled(base, records)
     assert scored.exemplars is not None and scored.exemplars.max() == 1.0
@@ -249,11 +247,7 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
     assert settings.ranker is not None and settings.ranker.tag_bias  # biases for the labelled tags
     index = with_examples(replace(base.index, settings=settings), base, records, scored.doc_vectors)
     tagger = Tagger(index, fake_encoder)
-    new = [
-        LabelledRecord(Document("a", "A Kubernetes tool for the command line and SQL tables.", "a k8s cli"), ()),
-        LabelledRecord(Document("b", "A game about databases, with players and rows of levels.", ""), ()),
-        LabelledRecord(Document("c", "Operators for clusters; pods run a video game.", "games on k8s"), ()),
-    ]
+    new = new_records()
     expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
     got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
     names = [t.key for t in index.tags]
