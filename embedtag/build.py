@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from embedtag.calibrate import EXAMPLE_WEIGHT
-from embedtag.encoder import Encoder, load_encoder
+from embedtag.encoders import Encoder, load_encoder
 from embedtag.exemplars import EXEMPLAR_WEIGHT, Exemplar, read_exemplars
 from embedtag.glosses import load_glosses
 from embedtag.index import Example, TagIndex, build_index

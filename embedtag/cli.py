@@ -593,7 +593,7 @@ def doctor(
 
     try:
         if tags_path:
-            from embedtag.encoder import load_encoder
+            from embedtag.encoders import load_encoder
             from embedtag.glosses import load_glosses
             from embedtag.index import build_index
             from embedtag.tagger import Tagger

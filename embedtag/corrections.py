@@ -53,7 +53,7 @@ class CorrectionError(EmbedtagError):
 
 
 def default_store_path() -> Path:
-    from embedtag.encoder import cache_home
+    from embedtag.encoders import cache_home
 
     return cache_home() / STORE_FILE
 

@@ -26,7 +26,7 @@ from embedtag.glosses import generate_glosses
 from embedtag.index import TagIndex
 
 if TYPE_CHECKING:
-    from embedtag.encoder import Encoder
+    from embedtag.encoders import Encoder
     from embedtag.tagger import Document, Tagger
 
 # Cosine between two tags' mean gloss vectors at or above which they are near-duplicates.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embedtag.encoder import Encoder
+from embedtag.encoders import Encoder
 from embedtag.errors import IndexError_
 from embedtag.glosses import TagGlosses, TagText, tag_cues, tag_keywords, tag_texts
 from embedtag.scoring import ScoringSettings

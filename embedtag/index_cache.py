@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from embedtag.encoder import Encoder, cache_home
+from embedtag.encoders import Encoder, cache_home
 from embedtag.errors import EmbedtagError
 from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, load_glosses, tag_texts

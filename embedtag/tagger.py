@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from embedtag.encoder import Encoder, load_encoder
+from embedtag.encoders import Encoder, load_encoder
 from embedtag.exemplars import exemplar_votes
 from embedtag.index import TagIndex, load_index
 from embedtag.scoring import (

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from embedtag.encoder import Encoder, cache_home
+from embedtag.encoders import Encoder, cache_home
 from embedtag.errors import EmbedtagError
 from embedtag.tagger import Document, Tagger, TagResult
 from embedtag.text import Chunk, Section, readme_sections

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from embedtag.calibrate import ScoredSet, cross_validate
-from embedtag.encoder import SentenceTransformerEncoder
+from embedtag.encoders import SentenceTransformerEncoder
 from embedtag.evaluate import GoldItem, Report, evaluate, plot_precision_recall, precision_recall_curve
 from embedtag.exemplars import EXEMPLAR_WEIGHT, exemplar_votes
 from embedtag.glosses import load_glosses

@@ -66,7 +66,7 @@ class NumpyEncoder:
     """The torch backend's encoder forced onto its numpy path for every call (1 BLAS thread)."""
 
     def __init__(self, batch_size: int) -> None:
-        from embedtag.encoder import SentenceTransformerEncoder
+        from embedtag.encoders import SentenceTransformerEncoder
 
         self.inner = SentenceTransformerEncoder(batch_size=batch_size)
         self.name, self.dimension, self.max_tokens = self.inner.name, self.inner.dimension, self.inner.max_tokens
@@ -80,7 +80,7 @@ class NumpyEncoder:
     def encode(self, texts: list[str]) -> Any:
         import numpy as np
 
-        from embedtag.encoder import _batches, _one_blas_thread, _padded, bert_numpy
+        from embedtag.encoders.bert import _batches, _one_blas_thread, _padded, bert_numpy
 
         inner = self.inner
         ids = inner._tokens.ids(texts)
@@ -103,7 +103,7 @@ class Model2VecEncoder:
         if not (directory / "config.json").is_file():
             from model2vec.distill import distill  # type: ignore[import-not-found,import-untyped]
 
-            from embedtag.encoder import bundled_model_path
+            from embedtag.encoders import bundled_model_path
 
             distill(str(bundled_model_path()), device="cpu", pca_dims=256).save_pretrained(str(directory))
         self.distill_seconds = time.perf_counter() - started
@@ -129,7 +129,7 @@ class Model2VecEncoder:
 
 
 def make_encoder(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    from embedtag.encoder import OnnxEncoder, SentenceTransformerEncoder
+    from embedtag.encoders import OnnxEncoder, SentenceTransformerEncoder
 
     backend = cfg.get("backend", "torch")
     extra: dict[str, Any] = {}
@@ -304,7 +304,7 @@ def score_breakdown(tagger: Any, docs: list[Any], per_doc: list[Any], vectors: A
 
 def run_naive(cfg: dict[str, Any]) -> dict[str, Any]:
     """One SentenceTransformer.encode call per README (its chunks), no cross-README batching."""
-    from embedtag.encoder import SentenceTransformerEncoder
+    from embedtag.encoders import SentenceTransformerEncoder
     from embedtag.index import load_index
     from embedtag.tagger import Tagger
 
@@ -390,7 +390,7 @@ def run_options(cfg: dict[str, Any]) -> dict[str, Any]:
     that the machine's load hits all of them alike: ratios are fair even when seconds are not."""
     import torch
 
-    from embedtag.encoder import OnnxEncoder, SentenceTransformerEncoder
+    from embedtag.encoders import OnnxEncoder, SentenceTransformerEncoder
     from embedtag.glosses import load_glosses
     from embedtag.index import build_index, load_index
     from embedtag.tagger import Tagger
@@ -477,7 +477,7 @@ def run_options(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run_export(cfg: dict[str, Any]) -> dict[str, Any]:
     """One-time cost of the ONNX path: export float32, then quantize to int8, into an empty cache."""
-    from embedtag.encoder import OnnxEncoder
+    from embedtag.encoders import OnnxEncoder
 
     out: dict[str, Any] = {}
     _, out["export_fp32_s"] = timed(lambda: OnnxEncoder(cache_dir=cfg["onnx_cache"]))
@@ -490,7 +490,7 @@ def run_equivalence(cfg: dict[str, Any]) -> dict[str, Any]:
     """Max abs difference between each encoder's vectors and sentence-transformers' on real chunks."""
     import numpy as np
 
-    from embedtag.encoder import SentenceTransformerEncoder
+    from embedtag.encoders import SentenceTransformerEncoder
     from embedtag.index import load_index
     from embedtag.tagger import Tagger
 
@@ -525,7 +525,7 @@ from embedtag.index import load_index
 index = load_index("{index}")
 stages["load index"] = time.perf_counter() - t
 t = time.perf_counter()
-from embedtag.encoder import load_encoder
+from embedtag.encoders import load_encoder
 encoder = load_encoder(None, max_tokens=index.settings.max_tokens)
 stages["load encoder"] = time.perf_counter() - t
 t = time.perf_counter()
@@ -1003,7 +1003,7 @@ def main() -> None:
         if build["rc"] != 0:
             raise SystemExit(f"build-index failed: {build['stderr']}")
         if ctx["onnx"]:  # the cache the ONNX rows use: exported once here, timed in `options`
-            run_child([sys.executable, "-c", "from embedtag.encoder import OnnxEncoder as E; "
+            run_child([sys.executable, "-c", "from embedtag.encoders import OnnxEncoder as E; "
                        f"E(cache_dir={ctx['onnx_cache']!r}); E(cache_dir={ctx['onnx_cache']!r}, quantize=True)"])
             os.environ["EMBEDTAG_HOME"] = ctx["home"]
         if "cold" in sections:

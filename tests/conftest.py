@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.glosses import parse_glosses
 from embedtag.index import TagIndex, build_index, load_index
 from embedtag.tagger import Tagger

@@ -17,7 +17,7 @@ from embedtag.calibrate import (
     micro_f1,
     predict,
 )
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.index import TagIndex, load_index
 from embedtag.records import LabelledRecord
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features

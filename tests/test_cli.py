@@ -126,7 +126,7 @@ def test_tag_with_missing_index(readme: Path, tmp_path: Path) -> None:
 
 
 def test_tag_with_index_for_another_model(readme: Path, fake_built_index: Any, tmp_path: Path) -> None:
-    from embedtag.encoder import HashingEncoder
+    from embedtag.encoders import HashingEncoder
     from embedtag.index import build_index
 
     other = build_index(fake_built_index.tags, {}, HashingEncoder(dimension=32)).save(tmp_path / "ix32")
@@ -356,7 +356,7 @@ def test_build_index_chunk_settings_are_stored_and_used(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     index = load_index(out)
     assert (index.settings.max_chunks, index.settings.max_tokens) == (2, 16)
-    from embedtag.encoder import HashingEncoder
+    from embedtag.encoders import HashingEncoder
     from embedtag.tagger import Document, Tagger
 
     long_readme = "\n\n".join(f"Paragraph {n} talks about databases and tables at some length here." for n in range(20))

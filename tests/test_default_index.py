@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import embedtag.glosses as glosses_module
-from embedtag.encoder import bundled_model_path, weights_fingerprint
+from embedtag.encoders import bundled_model_path, weights_fingerprint
 from embedtag.glosses import TagGlosses, default_glosses_path, load_glosses, tag_keywords, tag_texts
 from embedtag.index import MANIFEST, load_index, texts_fingerprint
 from embedtag.tags import Tag, load_tags, tags_fingerprint

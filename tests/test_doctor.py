@@ -14,7 +14,7 @@ from embedtag.doctor import (
     generated_only,
     usage_findings,
 )
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.glosses import parse_glosses
 from embedtag.index import build_index, load_index
 from embedtag.tagger import Document, Tagger

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedtag.encoder import (
+from embedtag.encoders import (
     NUMPY_MAX_TEXTS,
     HashingEncoder,
     SentenceTransformerEncoder,
@@ -148,7 +148,7 @@ def test_help_and_usage_errors_never_import_torch(args: list[str], tmp_path: Pat
 @pytest.mark.slow
 def test_tagging_one_readme_never_imports_torch(tmp_path: Path) -> None:
     imported = _imports(["tag", str(EXAMPLE)], tmp_path)
-    assert {"embedtag.encoder", "tokenizers", "safetensors"} <= imported
+    assert {"embedtag.encoders", "tokenizers", "safetensors"} <= imported
     assert not imported & {"torch", "transformers", "sentence_transformers"}
 
 
@@ -174,7 +174,7 @@ def test_onnx_float32_matches_and_int8_gets_its_own_fingerprint(
 ) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from embedtag.encoder import OnnxEncoder
+    from embedtag.encoders import OnnxEncoder
 
     expected = encoder.encode(chunks)
     fp32 = OnnxEncoder(cache_dir=tmp_path)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from embedtag.build import with_exemplars
 from embedtag.cli import cli
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.errors import IndexError_, InputError
 from embedtag.exemplars import Exemplar, exemplar_votes, read_exemplars
 from embedtag.index import EXEMPLAR_VECTORS, MANIFEST, TagIndex, load_index

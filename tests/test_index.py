@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.errors import IndexError_
 from embedtag.index import MANIFEST, TEXT_VECTORS, TagIndex, default_index_path, load_index
 from embedtag.scoring import ScoringSettings

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.glosses import load_glosses
 from embedtag.index_cache import BUILT, DISK, MEMORY, SHIPPED, IndexCache, list_fingerprint
 from embedtag.tagger import Tagger

@@ -27,7 +27,7 @@ from helpers import DATABASE_README, GAME_README, K8S_README
 from openai import OpenAI
 from test_prompt import KUBEEDGE_DESCRIPTION, KUBEEDGE_MD, SEED, seed_form
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.index import load_index
 from embedtag.index_cache import IndexCache
 from embedtag.prompt import parse_prompt

@@ -17,7 +17,7 @@ from helpers import GAME_README, assert_one_line_error, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.index import load_index
 from embedtag.index_cache import IndexCache
 from embedtag.prompt import PromptError, parse_prompt, split_content

@@ -30,7 +30,7 @@ import pytest
 from helpers import DATABASE_README, GAME_README, K8S_README, assert_one_line_error, run, write_jsonl
 
 from embedtag.batch import run_batch
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.errors import IndexError_
 from embedtag.index import MANIFEST, TEXT_VECTORS, TagIndex, _index_set_aside, build_index, load_index
 from embedtag.scoring import ScoringSettings
@@ -315,7 +315,7 @@ def test_20mb_readme_of_unbalanced_markup_is_cleaned_in_bounded_time() -> None:
 
 HUGE_DESCRIPTION = """
 import sys
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.index import load_index
 from embedtag.tagger import Tagger
 tagger = Tagger(load_index(sys.argv[1]), HashingEncoder())
@@ -1004,7 +1004,7 @@ def test_index_directories_hold_only_manifest_and_faiss(fake_index_dir: Path, tm
 
 
 def test_bundled_model_weights_are_safetensors() -> None:
-    from embedtag.encoder import bundled_model_path
+    from embedtag.encoders import bundled_model_path
 
     model = bundled_model_path()
     files = [p.name for p in model.rglob("*") if p.is_file()]

@@ -26,7 +26,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.glosses import load_glosses
 from embedtag.index import build_index, load_index
 from embedtag.serve import MicroBatcher

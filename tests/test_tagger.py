@@ -9,7 +9,7 @@ import pytest
 from helpers import DATABASE_README, GAME_README, K8S_README
 
 from embedtag.build import with_examples
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord
 from embedtag.scoring import ScoringSettings

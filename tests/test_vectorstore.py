@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedtag.encoder import HashingEncoder
+from embedtag.encoders import HashingEncoder
 from embedtag.index import TagIndex
 from embedtag.tagger import Document, Tagger
 from embedtag.tags import parse_tags
