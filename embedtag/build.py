@@ -1,7 +1,8 @@
-"""Building an index from a tag list, glosses and optional labelled examples."""
+"""Building an index from a tag list, glosses and optional labelled examples; training an adapter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,8 +10,18 @@ import numpy as np
 
 from embedtag.calibrate import EXAMPLE_WEIGHT
 from embedtag.encoders import Encoder, load_encoder
+from embedtag.encoders.adapter import (
+    ADAPTER_FILE,
+    TrainReport,
+    TrainSettings,
+    adapter_bytes,
+    read_adapter,
+    settings_json,
+    train_adapter,
+)
+from embedtag.errors import InputError
 from embedtag.exemplars import EXEMPLAR_WEIGHT, Exemplar, read_exemplars
-from embedtag.glosses import load_glosses
+from embedtag.glosses import load_glosses, tag_texts
 from embedtag.index import Example, TagIndex, build_index
 from embedtag.records import LabelledRecord, read_labelled
 from embedtag.scoring import ScoringSettings
@@ -83,14 +94,17 @@ def build(
     examples_path: str | Path | None = None,
     settings: ScoringSettings | None = None,
     exemplars_path: str | Path | None = None,
+    adapter_path: str | Path | None = None,
 ) -> TagIndex:
     """`embedtag build-index`: embed tag texts (and examples, exemplars) and write the index atomically.
 
-    `settings` (chunk sizes...) are stored in the manifest and used by every later `tag`."""
+    `settings` (chunk sizes...) are stored in the manifest and used by every later `tag`; an
+    adapter (`embedtag train`) is copied into the index, which then always runs with it."""
     tags = load_tags(tags_path)
     glosses = load_glosses(glosses_path)
     settings = settings or ScoringSettings()
-    encoder = load_encoder(model, max_tokens=max(settings.max_tokens, 128))
+    adapter = read_adapter(adapter_path) if adapter_path is not None else None
+    encoder = load_encoder(model, max_tokens=max(settings.max_tokens, 128), adapter=adapter)
     index = build_index(tags, glosses, encoder, settings)
     if exemplars_path is not None:
         found = read_exemplars(exemplars_path, {t.key for t in tags})
@@ -100,3 +114,43 @@ def build(
         index = with_examples(index, Tagger(index, encoder), records)
     index.save(out)
     return index
+
+
+def train(
+    exemplars_path: str | Path,
+    out: str | Path,
+    tags_path: str | Path | None = None,
+    glosses_path: str | Path | None = None,
+    model: str | Path | None = None,
+    settings: TrainSettings | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> tuple[Path, TrainReport]:
+    """`embedtag train`: fine-tune the encoder's top layers on exemplars against the tag texts,
+    and write `OUT/adapter.safetensors` (use it with `build-index --adapter OUT`)."""
+    tags = load_tags(tags_path)
+    texts = tag_texts(tags, load_glosses(glosses_path))
+    found = read_exemplars(exemplars_path, {t.key for t in tags})
+    position = {t.key: i for i, t in enumerate(tags)}
+    per_tag = [[x.text for x in texts if x.tag_id == t.id] for t in tags]
+    encoder = load_encoder(model, backend="torch")
+    settings = settings or TrainSettings()
+    weights, report = train_adapter(
+        encoder,
+        [e.text for e in found.exemplars],
+        [tuple(position[k] for k in e.tags) for e in found.exemplars],
+        per_tag,
+        settings,
+        progress,
+    )
+    data = adapter_bytes(weights, encoder.fingerprint(), {**settings_json(settings, report),
+                                                          "exemplars": Path(exemplars_path).name})
+    target = Path(out)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / ADAPTER_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        raise InputError(f"cannot write the adapter into {target} ({exc.strerror}); pass a writable --out") from None
+    return path, report

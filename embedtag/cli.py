@@ -236,6 +236,8 @@ def batch(
     "--exemplars", "exemplars_path", type=click.Path(),
     help="JSONL of project descriptions with tags ({text, tags}) whose nearest ones vote (README: Exemplars).",
 )
+@click.option("--adapter", "adapter_path", type=click.Path(),
+              help="Encoder adapter from `embedtag train` (its folder or file); the index keeps a copy.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to write.")
 @click.option("--max-chunks", type=click.IntRange(1, 64), default=None,
               help="Chunks embedded per README [default: 12]; fewer is faster (curve in benchmarks/speed.md).")
@@ -243,7 +245,8 @@ def batch(
               help="Model tokens per chunk [default: 64; the bundled model reads at most 256].")
 def build_index_cmd(
     tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None,
-    exemplars_path: str | None, out: str, max_chunks: int | None, max_tokens: int | None,
+    exemplars_path: str | None, adapter_path: str | None, out: str, max_chunks: int | None,
+    max_tokens: int | None,
 ) -> None:
     """Embed tag names and glosses once into a FAISS index."""
     from dataclasses import replace
@@ -257,12 +260,56 @@ def build_index_cmd(
     if max_tokens is not None:
         settings = replace(settings, max_tokens=max_tokens)
     try:
-        index = build(tags_path, glosses_path, model, out, examples_path, settings, exemplars_path)
+        index = build(tags_path, glosses_path, model, out, examples_path, settings, exemplars_path, adapter_path)
     except EmbedtagError as exc:
         raise _fail(exc) from None
     click.echo(
         f"wrote {out}: {len(index.tags)} tags, {len(index.texts)} tag texts, "
         f"{len(index.examples)} examples, {len(index.exemplar_tags)} exemplars, model {index.model_name}",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option("--exemplars", "exemplars_path", required=True, type=click.Path(),
+              help="JSONL of project descriptions with tags ({text, tags}) to learn from.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for adapter.safetensors.")
+@click.option("--tags", "tags_path", type=click.Path(allow_dash=True), help="Tag list JSON [default: shipped list].")
+@click.option("--glosses", "glosses_path", type=click.Path(), help="Gloss file [default: shipped glosses].")
+@model_option
+@click.option("--layers", type=click.IntRange(1), default=2, show_default=True, help="Top transformer layers to train.")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="AdamW learning rate [default: 5e-06].")
+@click.option("--per-tag-cap", type=click.IntRange(1), default=400, show_default=True,
+              help="Exemplars kept per tag, so the biggest tags do not dominate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(
+    exemplars_path: str, out: str, tags_path: str | None, glosses_path: str | None, model: str | None,
+    layers: int, epochs: int, learning_rate: float | None, per_tag_cap: int, seed: int,
+) -> None:
+    """Fine-tune the encoder's top layers on exemplars (an adapter for `build-index --adapter`)."""
+    from dataclasses import replace
+
+    from embedtag.build import train as train_adapter
+    from embedtag.encoders.adapter import TrainSettings
+
+    settings = replace(TrainSettings(), layers=layers, epochs=epochs, per_tag_cap=per_tag_cap, seed=seed)
+    if learning_rate is not None:
+        settings = replace(settings, learning_rate=learning_rate)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if step == 1 or step % 25 == 0 or step == total:
+            click.echo(f"step {step}/{total} loss {loss:.3f}", err=True)
+
+    try:
+        path, report = train_adapter(exemplars_path, out, tags_path, glosses_path, model, settings, progress)
+    except EmbedtagError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {report.pairs} exemplars, {report.steps} steps, "
+        f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}, {report.seconds:.0f}s; "
+        f"use it with `embedtag build-index --adapter {out} ...`",
         err=True,
     )
 
@@ -309,6 +356,8 @@ def info(index: str | None) -> None:
         f"tags        {len(idx.tags)}",
         f"tag texts   {len(idx.texts)}",
         f"examples    {len(idx.examples)}",
+        f"exemplars   {len(idx.exemplar_tags)}" + (f" from {idx.exemplar_source}" if idx.exemplar_source else ""),
+        f"adapter     {_describe_adapter(idx.adapter)}",
         f"chunks      {s.max_chunks} x {s.max_tokens} tokens",
         f"thresholds  score >= {s.threshold}, within {s.margin} of the best, at most {s.max_tags} tags"
         + (" (used without a ranker)" if s.ranker else ""),
@@ -391,6 +440,16 @@ def _read_gold(path: str, tagger: Tagger) -> Any:
         return read_labelled(path, {t.key for t in tagger.index.tags})
     except EmbedtagError as exc:
         raise _fail(exc) from None
+
+
+def _describe_adapter(data: bytes | None) -> str:
+    if data is None:
+        return "none (the bundled model as is)"
+    from embedtag.encoders.adapter import adapter_metadata
+
+    trained = json.loads(adapter_metadata(data).get("settings") or "{}")
+    return (f"top {trained.get('layers', '?')} layers fine-tuned on {trained.get('exemplars', '?')} "
+            f"({trained.get('pairs', '?')} exemplars, {trained.get('steps', '?')} steps)")
 
 
 def _describe_ranker(settings: ScoringSettings) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedtag.encoders import Encoder
+from embedtag.encoders.adapter import ADAPTER_FILE
 from embedtag.errors import IndexError_
 from embedtag.glosses import TagGlosses, TagText, tag_cues, tag_keywords, tag_texts
 from embedtag.scoring import ScoringSettings
@@ -104,6 +105,8 @@ class TagIndex:
     exemplar_tags: list[tuple[int, ...]] = field(default_factory=list)
     exemplar_vectors: np.ndarray | None = None
     exemplar_source: str = ""
+    # an `embedtag train` adapter the encoder ran with (safetensors bytes), saved beside the vectors
+    adapter: bytes | None = None
     _faiss_texts: Any = field(default=None, repr=False)
     _faiss_examples: Any = field(default=None, repr=False)
 
@@ -160,6 +163,7 @@ class TagIndex:
                 "fingerprint": self.model_fingerprint,
                 "dimension": self.dimension,
                 "max_tokens": self.max_tokens,
+                **({"adapter": ADAPTER_FILE} if self.adapter is not None else {}),
             },
             "tags": [tag.to_json() for tag in self.tags],
             "tags_fingerprint": tags_fingerprint(self.tags),
@@ -199,6 +203,9 @@ class TagIndex:
             if self.exemplar_vectors is not None and len(self.exemplar_tags):
                 faiss.write_index(_flat_index(self.exemplar_vectors, half=True), str(tmp / EXEMPLAR_VECTORS))
                 manifest["files"][EXEMPLAR_VECTORS] = _sha256(tmp / EXEMPLAR_VECTORS)
+            if self.adapter is not None:
+                (tmp / ADAPTER_FILE).write_bytes(self.adapter)
+                manifest["files"][ADAPTER_FILE] = _sha256(tmp / ADAPTER_FILE)
             with (tmp / MANIFEST).open("w", encoding="utf-8") as handle:
                 json.dump(manifest, handle, ensure_ascii=False, indent=1)
                 handle.write("\n")
@@ -316,6 +323,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         dimension = int(model["dimension"])
         model_name, model_fingerprint = str(model["name"]), str(model["fingerprint"])
         max_tokens = int(model.get("max_tokens", 128))
+        adapter_file = ADAPTER_FILE if model.get("adapter") else None
         keywords = {int(k): [str(x) for x in v] for k, v in manifest.get("keywords", {}).items()}
         cues = {int(k): [str(x) for x in v] for k, v in manifest.get("cues", {}).items()}
         files = manifest.get("files", {})
@@ -337,6 +345,9 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         example_vectors = _read_vectors(directory / EXAMPLE_VECTORS, files.get(EXAMPLE_VECTORS), "example vectors")
         if example_vectors.shape[0] != len(examples):
             raise IndexError_(f"{directory / EXAMPLE_VECTORS} does not match the manifest; {REBUILD_HINT}")
+    adapter = None
+    if adapter_file is not None:
+        adapter = _read_adapter(directory / adapter_file, files.get(adapter_file))
     exemplar_vectors = None
     if exemplar_tags:
         exemplar_vectors = _read_vectors(
@@ -362,7 +373,18 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         exemplar_tags=exemplar_tags,
         exemplar_vectors=exemplar_vectors,
         exemplar_source=exemplar_source,
+        adapter=adapter,
     )
+
+
+def _read_adapter(path: Path, expected_sha: str | None) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise IndexError_(f"index file {path} (the encoder adapter) is missing; {REBUILD_HINT}") from None
+    if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
+        raise IndexError_(f"index file {path} is corrupt or truncated (checksum differs); {REBUILD_HINT}")
+    return data
 
 
 def build_index(
@@ -371,7 +393,7 @@ def build_index(
     encoder: Encoder,
     settings: ScoringSettings | None = None,
 ) -> TagIndex:
-    """Embed every tag text once."""
+    """Embed every tag text once (the index keeps the encoder's adapter, if it has one)."""
     texts = tag_texts(tags, glosses)
     vectors = encoder.encode([t.text for t in texts])
     return TagIndex(
@@ -384,4 +406,5 @@ def build_index(
         settings=settings or ScoringSettings(),
         keywords=tag_keywords(tags, glosses),
         cues=tag_cues(tags, glosses),
+        adapter=getattr(encoder, "adapter", None),
     )

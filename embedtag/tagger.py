@@ -131,7 +131,7 @@ class Tagger:
     @classmethod
     def load(cls, index_path: str | Path | None = None, model: str | Path | None = None) -> Tagger:
         index = load_index(index_path)
-        encoder = load_encoder(model, max_tokens=index.settings.max_tokens)
+        encoder = load_encoder(model, max_tokens=index.settings.max_tokens, adapter=index.adapter)
         return cls(index, encoder)
 
     # ---- the pipeline -------------------------------------------------------------------------

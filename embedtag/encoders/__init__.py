@@ -49,18 +49,22 @@ __all__ = [
 
 
 def load_encoder(
-    model: str | Path | None = None, max_tokens: int = 128, backend: str | None = None
+    model: str | Path | None = None, max_tokens: int = 128, backend: str | None = None,
+    adapter: bytes | None = None,
 ) -> Encoder:
     """The encoder for a `--model` value: None means the bundled MiniLM.
 
     `backend` (else $EMBEDTAG_BACKEND, else "torch"): "torch", "sentence-transformers",
     "onnx" (same vectors, faster start) or "onnx-int8" (faster, own fingerprint and index).
+    `adapter`: an `embedtag train` file's bytes (an index carries its own, see TagIndex.adapter).
     """
     if model is not None and str(model).startswith("hashing"):
+        if adapter is not None:
+            raise ModelError("an adapter applies to the bundled BERT model, not to the hashing encoder")
         return HashingEncoder()
     chosen = (backend or os.environ.get(ENV_BACKEND) or "torch").strip().lower()
     if chosen not in BACKENDS:
         raise ModelError(f"unknown backend {chosen!r}; use one of {', '.join(BACKENDS)}")
     if chosen.startswith("onnx"):
-        return OnnxEncoder(model, max_tokens=max_tokens, quantize=chosen == "onnx-int8")
-    return SentenceTransformerEncoder(model, max_tokens=max_tokens, backend=chosen)
+        return OnnxEncoder(model, max_tokens=max_tokens, quantize=chosen == "onnx-int8", adapter=adapter)
+    return SentenceTransformerEncoder(model, max_tokens=max_tokens, backend=chosen, adapter=adapter)

@@ -32,7 +32,7 @@ class TrainSettings:
     layers: int = 2  # top transformer layers that train; the rest stay frozen
     epochs: int = 1
     batch_size: int = 64
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-6  # 2e-5 pulled exemplars so close to the tag texts that their votes got worse
     per_tag_cap: int = 400  # exemplars kept per tag, so `lib` and `julian` do not dominate
     scale: float = 20.0  # inverse temperature of the cosine logits
     seed: int = 0
@@ -187,49 +187,67 @@ def _layer_index(name: str) -> int | None:
     return int(name[len(_LAYER_PREFIX) :].split("_", 1)[0])
 
 
-def save_adapter(
-    weights: dict[str, np.ndarray], directory: str | Path, base_fingerprint: str, metadata: dict[str, Any]
-) -> Path:
-    """Write `adapter.safetensors` (float16) into `directory`; returns its path."""
-    from safetensors.numpy import save_file
+def adapter_bytes(
+    weights: dict[str, np.ndarray], base_fingerprint: str, metadata: dict[str, Any]
+) -> bytes:
+    """The adapter file's content: the trained layers as float16 safetensors, with the base
+    model's fingerprint and the training settings in its metadata."""
+    from safetensors.numpy import save
 
-    target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / ADAPTER_FILE
     meta = {"base": base_fingerprint, "settings": json.dumps(metadata, sort_keys=True)}
-    save_file({k: v.astype(np.float16) for k, v in sorted(weights.items())}, str(path), metadata=meta)
-    return path
+    data: bytes = save({k: v.astype(np.float16) for k, v in sorted(weights.items())}, metadata=meta)
+    return data
 
 
-def adapter_fingerprint(path: str | Path) -> str:
-    digest = hashlib.sha256(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def load_adapter(path: str | Path, base: dict[str, np.ndarray], base_fingerprint: str) -> dict[str, np.ndarray]:
-    """The adapter's layers as float32, checked against the base weights they replace."""
-    from safetensors import safe_open
-
+def read_adapter(path: str | Path) -> bytes:
+    """An adapter file (or a folder holding `adapter.safetensors`) as bytes."""
     p = Path(path)
     if p.is_dir():
         p = p / ADAPTER_FILE
-    if not p.is_file():
-        raise ModelError(f"no adapter at {p}; train one with `embedtag train --out DIR`")
     try:
-        with safe_open(str(p), framework="numpy") as handle:
-            meta = handle.metadata() or {}
-            arrays = {k: np.asarray(handle.get_tensor(k), dtype=np.float32) for k in handle.keys()}  # noqa: SIM118 - not a dict
-    except Exception as exc:
-        raise ModelError(f"cannot read the adapter {p}: {exc}") from None
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"no adapter at {p}; train one with `embedtag train --exemplars FILE --out DIR`") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the adapter {p} ({exc})") from None
+
+
+def adapter_metadata(data: bytes) -> dict[str, str]:
+    """The metadata in a safetensors file's header (base fingerprint, training settings)."""
+    try:
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        meta = header.get("__metadata__") or {}
+    except (ValueError, AttributeError):
+        raise ModelError("the adapter is not a safetensors file; retrain it with `embedtag train`") from None
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def adapted_fingerprint(base_fingerprint: str, data: bytes) -> str:
+    """The fingerprint of base weights + adapter: an index built with one refuses the other."""
+    return f"{base_fingerprint}+{hashlib.sha256(data).hexdigest()[:8]}"
+
+
+def apply_adapter(data: bytes, base: dict[str, np.ndarray], base_fingerprint: str) -> dict[str, np.ndarray]:
+    """The base weights with the adapter's layers in place (float32), checked to fit."""
+    from safetensors.numpy import load
+
+    meta = adapter_metadata(data)
     if meta.get("base") and meta["base"] != base_fingerprint:
         raise ModelError(
-            f"the adapter {p} was trained on another model ({meta['base']}, this one is {base_fingerprint}); "
+            f"the adapter was trained on another model ({meta['base']}; this one is {base_fingerprint}); "
             "retrain it with `embedtag train`"
         )
+    try:
+        arrays = load(data)
+    except Exception as exc:
+        raise ModelError(f"cannot read the adapter ({exc}); retrain it with `embedtag train`") from None
+    out = dict(base)
     for name, array in arrays.items():
         if name not in base or base[name].shape != array.shape:
-            raise ModelError(f"the adapter {p} does not fit this model (weight {name}); retrain it")
-    return arrays
+            raise ModelError(f"the adapter does not fit this model (weight {name}); retrain it")
+        out[name] = np.ascontiguousarray(array, dtype=np.float32)
+    return out
 
 
 def settings_json(settings: TrainSettings, report: TrainReport) -> dict[str, Any]:

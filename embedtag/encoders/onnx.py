@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedtag.encoders.adapter import adapted_fingerprint, apply_adapter
 from embedtag.encoders.base import (
     BUNDLED_MODEL_NAME,
     _env_threads,
@@ -15,7 +16,7 @@ from embedtag.encoders.base import (
     set_offline,
     weights_fingerprint,
 )
-from embedtag.encoders.bert import BertSpec, _batches, _padded, _Tokenizers, bert_module, bert_spec
+from embedtag.encoders.bert import BertSpec, _batches, _padded, _Tokenizers, bert_module, bert_spec, bert_weights
 from embedtag.errors import ModelError
 
 
@@ -36,6 +37,7 @@ class OnnxEncoder:
         quantize: bool = False,
         cache_dir: str | Path | None = None,
         sort_by_length: bool = True,
+        adapter: bytes | None = None,
     ) -> None:
         set_offline()
         self.path = _model_dir(model_path)
@@ -55,12 +57,17 @@ class OnnxEncoder:
         self.batch_size = batch_size
         self.sort_by_length = sort_by_length
         weights = weights_fingerprint(self.path)
+        arrays = None
+        if adapter is not None:
+            arrays = apply_adapter(adapter, bert_weights(spec), weights)
+            weights = adapted_fingerprint(weights, adapter)
+            self.name += "+adapter"
         self._fingerprint = f"{weights}-int8" if quantize else weights
         self.max_tokens = min(max_tokens, spec.window - 2)
         self.dimension = spec.hidden
         self._tokens = _Tokenizers(spec, self.max_tokens + 2)
         directory = Path(cache_dir) if cache_dir else cache_home() / "onnx"
-        self.onnx_path = onnx_model(spec, directory / weights, quantize)
+        self.onnx_path = onnx_model(spec, directory / weights, quantize, arrays)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or _env_threads() or 0
         options.inter_op_num_threads = 1
@@ -89,15 +96,18 @@ class OnnxEncoder:
         return out
 
 
-def onnx_model(spec: BertSpec, directory: Path, quantize: bool = False) -> Path:
-    """The cached ONNX file for a model folder: exported (and quantized) here on first use."""
+def onnx_model(
+    spec: BertSpec, directory: Path, quantize: bool = False, weights: dict[str, np.ndarray] | None = None
+) -> Path:
+    """The cached ONNX file for a model folder (or `weights`, e.g. adapted): exported (and
+    quantized) here on first use."""
     fp32 = directory / "model.onnx"
     target = directory / ("model.int8.onnx" if quantize else "model.onnx")
     if target.is_file():
         return target
     directory.mkdir(parents=True, exist_ok=True)
     if not fp32.is_file():
-        _export_onnx(spec, fp32)
+        _export_onnx(spec, fp32, weights)
     if quantize:
         try:
             import onnx  # type: ignore[import-not-found,import-untyped]
@@ -119,7 +129,7 @@ def onnx_model(spec: BertSpec, directory: Path, quantize: bool = False) -> Path:
     return target
 
 
-def _export_onnx(spec: BertSpec, target: Path) -> None:
+def _export_onnx(spec: BertSpec, target: Path, weights: dict[str, np.ndarray] | None = None) -> None:
     """torch.onnx.export of `bert_module`, checked against torch before it is kept."""
     import warnings
 
@@ -129,7 +139,7 @@ def _export_onnx(spec: BertSpec, target: Path) -> None:
         import torch
     except ImportError as exc:
         raise ModelError(f"exporting the ONNX model needs torch, onnx and onnxruntime ({exc})") from None
-    module = bert_module(spec, explicit_attention=True)
+    module = bert_module(spec, weights, explicit_attention=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     probe_ids = torch.tensor([[101, 7592, 2088, 2003, 102, 0], [101, 2023, 102, 0, 0, 0]])
     probe_mask = (probe_ids != 0).long()

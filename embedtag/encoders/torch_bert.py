@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from embedtag.encoders.adapter import adapted_fingerprint, apply_adapter
 from embedtag.encoders.base import (
     BUNDLED_MODEL_NAME,
     NUMPY_MAX_TEXTS,
@@ -35,6 +36,8 @@ class SentenceTransformerEncoder:
 
     `backend="torch"` (the default) runs a BERT mean-pooling folder (the bundled MiniLM is one)
     directly on torch; other folders, or `backend="sentence-transformers"`, use that library.
+    `adapter` (the bytes of an `embedtag train` file) replaces the top layers' weights; it needs
+    the torch backend, and the encoder then has a fingerprint of its own.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class SentenceTransformerEncoder:
         threads: int | None = None,
         backend: str = "torch",
         sort_by_length: bool = True,
+        adapter: bytes | None = None,
     ) -> None:
         if backend not in {"torch", "sentence-transformers"}:
             raise ModelError(f"unknown backend {backend!r} for SentenceTransformerEncoder")
@@ -57,6 +61,11 @@ class SentenceTransformerEncoder:
         self.threads = threads or _env_threads()
         spec = bert_spec(self.path) if backend == "torch" else None
         self.backend = "torch" if spec is not None else "sentence-transformers"
+        self.adapter = adapter
+        if adapter is not None:
+            if spec is None:
+                raise ModelError("an adapter needs the torch backend and a BERT mean-pooling model")
+            self.name += "+adapter"
         if spec is not None:
             self._init_direct(spec, max_tokens)
         else:
@@ -69,6 +78,9 @@ class SentenceTransformerEncoder:
         self._spec = spec
         self._tokens = _Tokenizers(spec, self.max_tokens + 2)
         self._weights = bert_weights(spec)
+        if self.adapter is not None:
+            self._weights = apply_adapter(self.adapter, self._weights, self._fingerprint)
+            self._fingerprint = adapted_fingerprint(self._fingerprint, self.adapter)
         # torch is imported on the first call with more than NUMPY_MAX_TEXTS texts (or when it
         # is already loaded): `embedtag tag` on one README never pays for importing it.
         self.model: Any = None
