@@ -266,6 +266,13 @@ def main() -> None:
         weak_line = ", ".join(f"{n} ({s.recall:.2f})" for n, s in weak if s.support >= 3)[:600]
         confusions = ", ".join(f"{p} for {g} ({c})" for p, g, c in report.confusions[:10])
     elapsed = time.time() - started
+    adapter_commands = []
+    if args.adapted_index is not None:  # how the adapted rows' index is made (exemplars: the shared file)
+        exemplars = "../shared/data/exemplars/exemplars.jsonl"
+        adapter_commands = [
+            f"embedtag train --exemplars {exemplars} --out adapter   # {how}",
+            f"embedtag build-index --adapter adapter --exemplars {exemplars} --out adapted-index",
+        ]
     text = [
         "# Quality benchmark",
         "",
@@ -274,7 +281,9 @@ def main() -> None:
         f"Reproduce (about {max(1, round(elapsed / 60))} min on 2 cores):",
         "",
         "```",
-        f"python scripts/quality_benchmark.py {args.gold} --folds {args.folds} --seeds {args.seeds}",
+        *adapter_commands,
+        f"python scripts/quality_benchmark.py {args.gold} --folds {args.folds} --seeds {args.seeds}"
+        + (" --adapted-index adapted-index" if args.adapted_index else ""),
         "```",
         "",
         *rows,

@@ -172,6 +172,16 @@ def test_train_then_build_index_then_tag_end_to_end(tmp_path: Path) -> None:
     assert "top 1 layers fine-tuned on ex.jsonl (24 exemplars, 2 steps)" in info.stdout
     assert "+adapter" in info.stdout
 
+    # calibrating rewrites the index: the adapter stays in it
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", [
+        {"id": str(i), "description": text, "readme": f"# p{i}\n\n{text}.\n", "core": [names[g[0]]], "also": []}
+        for i, (text, g) in enumerate(EXEMPLARS[::4])
+    ])
+    result = run("calibrate", labelled, "--index", index_dir)
+    assert result.exit_code == 0, result.output
+    assert load_index(index_dir).adapter == (out / ADAPTER_FILE).read_bytes()
+    assert json.loads(run("tag", readme, "--index", index_dir).stdout)["tags"][0] == "game"
+
     # a damaged adapter in the index is a one-line error, not a traceback or other vectors
     (index_dir / ADAPTER_FILE).write_bytes(b"broken")
     assert_one_line_error(run("tag", readme, "--index", index_dir), 1, "adapter", "corrupt")
