@@ -339,7 +339,7 @@ def main() -> None:
         "- fine-tuning MiniLM's top 2 layers on exemplar-tag pairs (`embedtag train`, rows marked "
         "'adapted encoder' above when run with --adapted-index): at learning rate 2e-5 the adapted "
         "exemplars crowd around their tag texts, so their votes stop adding anything and hit@1 of "
-        "the shipped setting fell (0.85, F1 0.655; reproduce with `embedtag train --learning-rate 2e-5` "
+        "the shipped setting fell (0.843, F1 0.654; reproduce with `embedtag train --learning-rate 2e-5` "
         "and this script's --adapted-index); at the default 5e-6 see the rows above;",
         "- project-form signals (install commands per ecosystem, `docker run`, ports, screenshots, app "
         "stores, `--help` output, chapters/exercises...) as per-tag ranker features for the form tags (lib, "
