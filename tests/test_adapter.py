@@ -130,6 +130,21 @@ def test_an_adapter_for_another_model_or_shape_is_refused(encoder: SentenceTrans
         load_encoder("hashing", adapter=foreign)
 
 
+def test_a_tag_without_exemplars_is_still_found_after_training(encoder: SentenceTransformerEncoder) -> None:
+    """Security is held out of training (no exemplar; its texts are only ever negatives in the softmax,
+    which keeps the other tags' exemplars away from them): it must not become a tag nothing lands on."""
+    held_in = [(t, g) for t, g in EXEMPLARS if g != (2,)]
+    texts, labels = zip(*held_in, strict=True)
+    weights, report = train_adapter(encoder, list(texts), list(labels), TAG_TEXTS, TINY)
+    assert report.pairs == 16
+    adapted = SentenceTransformerEncoder(adapter=adapter_bytes(weights, encoder.fingerprint(), {}))
+    probes = ["An open-source tool that scans web servers for known vulnerabilities",
+              "Encrypts secrets and audits authentication to protect systems from attacks"]
+    tag_vectors = np.stack([adapted.encode(texts).mean(axis=0) for texts in TAG_TEXTS])
+    assert (np.argmax(adapted.encode(probes) @ tag_vectors.T, axis=1) == 2).all()
+    assert _margin(adapted) > _margin(encoder)  # and training still pulled the others apart
+
+
 def test_balanced_sample_caps_each_tag() -> None:
     labels = [(0,)] * 50 + [(1,)] * 3 + [(0, 1)]
     keep = balanced_sample(labels, cap=5, seed=0)
