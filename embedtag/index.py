@@ -106,7 +106,7 @@ class TagIndex:
     exemplar_vectors: np.ndarray | None = None
     exemplar_source: str = ""
     # an `embedtag train` adapter the encoder ran with (safetensors bytes), saved beside the vectors
-    adapter: bytes | None = None
+    adapter: bytes | None = field(default=None, repr=False)
     _faiss_texts: Any = field(default=None, repr=False)
     _faiss_examples: Any = field(default=None, repr=False)
 

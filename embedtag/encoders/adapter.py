@@ -27,7 +27,7 @@ _LAYER_PREFIX = "encoder_layer_"
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How an adapter is trained (defaults: what `scripts/build_default_index.sh` ships)."""
+    """How an adapter is trained (defaults: the setting measured in benchmarks/quality.md)."""
 
     layers: int = 2  # top transformer layers that train; the rest stay frozen
     epochs: int = 1
