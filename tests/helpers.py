@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from embedtag.cli import cli
@@ -44,3 +54,76 @@ def write_jsonl(path: Path, lines: list[Any]) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A running `embedtag serve`: its base URL, its process and its log so far."""
+
+    url: str
+    proc: subprocess.Popen[str]
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.log)
+
+
+@contextmanager
+def serve_subprocess(
+    *args: str, workers: int = 1, env: dict[str, str] | None = None, drop_env: tuple[str, ...] = (),
+    startup_s: float = 60,
+) -> Iterator[ServerProcess]:
+    """Run `embedtag serve ARGS` in a subprocess; yields once every worker has started.
+
+    Readiness comes from uvicorn's log, not from polling: the test process may open loopback
+    connections only inside tests marked allow_network (see conftest's network guard). On exit
+    the server gets SIGTERM (killed after 15 s); the caller checks its exit code and log."""
+    port = free_port()
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    for name in drop_env:
+        environment.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embedtag", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+    )
+    server = ServerProcess(f"http://127.0.0.1:{port}", proc)
+    started = threading.Semaphore(0)
+
+    def read() -> None:
+        for line in proc.stdout or []:
+            server.log.append(line)
+            if "Application startup complete" in line:
+                started.release()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + startup_s
+
+        def check_alive() -> None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                reader.join(5)
+                pytest.fail(f"server did not start (exit code {proc.poll()}):\n{server.output}")
+
+        for _ in range(workers):
+            while not started.acquire(timeout=0.1):
+                check_alive()
+        while not any("Uvicorn running on" in line for line in server.log):
+            check_alive()
+            time.sleep(0.05)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(5)

@@ -8,12 +8,6 @@ the shipped index and asks the seed prompt, as the catalogue app would.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +17,7 @@ import httpx
 import openai
 import pytest
 from conftest import FAKE_TAGS_JSON
-from helpers import DATABASE_README, GAME_README, K8S_README
+from helpers import DATABASE_README, GAME_README, K8S_README, serve_subprocess
 from openai import OpenAI
 from test_prompt import KUBEEDGE_DESCRIPTION, KUBEEDGE_MD, SEED, seed_form
 
@@ -45,54 +39,15 @@ TEN_TAGS = [
 ]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve_process(*options: str, home: Path, startup_s: float = 120) -> Iterator[str]:
-    """`embedtag serve OPTIONS` in a subprocess, its cache home in `home`; yields its base URL.
-
-    Readiness comes from uvicorn's log (the test process may open loopback connections only
-    inside allow_network tests, see conftest)."""
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "EMBEDTAG_HOME": str(home)}
-    for name in ("EMBEDTAG_INDEX", "EMBEDTAG_API_KEY"):
-        env.pop(name, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "embedtag", "serve", "--port", str(port), *options],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    log: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout or []:
-            log.append(line)
-            if "Uvicorn running on" in line:
-                ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + startup_s
-        while not ready.wait(0.1):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start (exit code {proc.poll()}):\n{''.join(log)}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(5)
-    assert "Traceback" not in "".join(log), "".join(log)
+    """`embedtag serve OPTIONS` in a subprocess, its cache home in `home`; yields its base URL."""
+    with serve_subprocess(
+        *options, env={"EMBEDTAG_HOME": str(home)}, drop_env=("EMBEDTAG_INDEX", "EMBEDTAG_API_KEY"),
+        startup_s=startup_s,
+    ) as server:
+        yield server.url
+    assert "Traceback" not in server.output, server.output
 
 
 def ask(client: OpenAI, prompt: str, **kwargs: Any) -> Any:

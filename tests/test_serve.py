@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +29,7 @@ from embedtag.index import build_index, load_index
 from embedtag.serve import MicroBatcher
 from embedtag.tagger import Document, Tagger, TagResult
 from embedtag.tags import parse_tags
+from tests.helpers import free_port, serve_subprocess
 
 pytestmark = pytest.mark.allow_network  # loopback only: the server under test
 
@@ -66,12 +64,6 @@ DOCS: list[dict[str, Any]] = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tags = parse_tags(json.dumps(TAGS))
@@ -92,48 +84,13 @@ def expected(tagger: Tagger, doc: dict[str, Any], tag_format: str = "names", exp
 
 @contextmanager
 def serve_process(index_dir: Path, *options: str, workers: int = 1, model: str | None = "hashing") -> Iterator[str]:
-    """Run `embedtag serve` in a subprocess; yields its base URL once every worker has started.
-
-    Readiness comes from uvicorn's log, not from polling: the test process may open loopback
-    connections only inside tests marked allow_network (see conftest's network guard)."""
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("EMBEDTAG_INDEX", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "embedtag", "serve", "--port", str(port), "--index", str(index_dir),
-         *(["--model", model] if model else []), "--workers", str(workers), *options],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    log: list[str] = []
-    started = threading.Semaphore(0)
-
-    def read() -> None:
-        for line in proc.stdout or []:
-            log.append(line)
-            if "Application startup complete" in line:
-                started.release()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        for _ in range(workers):
-            while not started.acquire(timeout=0.1):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    reader.join(5)
-                    pytest.fail(f"server did not start (exit code {proc.poll()}):\n{''.join(log)}")
-        while not any("Uvicorn running on" in line for line in log):
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(5)
-    output = "".join(log)
+    """Run `embedtag serve` on `index_dir` in a subprocess; yields its base URL once every worker has started."""
+    with serve_subprocess(
+        "--index", str(index_dir), *(["--model", model] if model else []), "--workers", str(workers), *options,
+        workers=workers, drop_env=("EMBEDTAG_INDEX",),
+    ) as server:
+        yield server.url
+    output, proc = server.output, server.proc
     # uvicorn exits by re-raising the SIGTERM it handled, after a graceful shutdown
     assert proc.returncode in (0, -signal.SIGTERM), f"exit code {proc.returncode}:\n{output}"
     assert output.count("Application shutdown complete") == workers, output
