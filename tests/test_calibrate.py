@@ -169,26 +169,34 @@ def test_tagger_selects_with_the_ranker_in_the_index(
     assert tagger.tag("Nothing here names any tag at all, only words.").tags == []
 
 
+def assert_predict_agrees_with_tagger(base: Tagger, index: TagIndex, settings: ScoringSettings) -> None:
+    """`predict` with `settings` on the score matrices of new READMEs picks what a tagger on
+    `index` outputs."""
+    from embedtag.calibrate import examples_from_index, score_labelled
+
+    new = new_records()
+    tagger = Tagger(index, base.encoder)
+    expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
+    got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
+    names = [t.key for t in index.tags]
+    assert [[names[t] for t in p] for p in got] == expected
+    assert any(expected)
+
+
 def test_vectorised_predictions_equal_what_the_tagger_outputs(
     fake_index: TagIndex, fake_encoder: HashingEncoder
 ) -> None:
     """Cross-validation and `calibrate` score with `predict` on matrices; the tagger must agree,
     or the measured figures would not be the product's."""
     from embedtag.build import with_examples
-    from embedtag.calibrate import examples_from_index, score_labelled
+    from embedtag.calibrate import score_labelled
 
     records = topic_records()
     base = Tagger(fake_index, fake_encoder)
     scored = score_labelled(base, records)
     settings = calibrate(scored, base.settings, use_examples=True)
     index = with_examples(replace(fake_index, settings=settings), base, records, scored.doc_vectors)
-    tagger = Tagger(index, fake_encoder)
-    new = new_records()
-    expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
-    got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
-    names = [t.key for t in index.tags]
-    assert [[names[t] for t in p] for p in got] == expected
-    assert any(expected)
+    assert_predict_agrees_with_tagger(base, index, settings)
 
 
 def test_per_tag_biases_are_fitted_only_for_tags_with_examples() -> None:
@@ -229,7 +237,7 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
 ) -> None:
     """The same agreement with exemplar votes and per-tag biases in the ranker."""
     from embedtag.build import with_examples, with_exemplars
-    from embedtag.calibrate import examples_from_index, score_labelled
+    from embedtag.calibrate import score_labelled
     from embedtag.exemplars import Exemplar
 
     exemplars = [
@@ -246,10 +254,4 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
     settings = calibrate(scored, base.settings, use_examples=True)
     assert settings.ranker is not None and settings.ranker.tag_bias  # biases for the labelled tags
     index = with_examples(replace(base.index, settings=settings), base, records, scored.doc_vectors)
-    tagger = Tagger(index, fake_encoder)
-    new = new_records()
-    expected = [[t.key for t in r.tags] for r in tagger.tag_many(r.document for r in new)]
-    got, _ = predict(score_labelled(base, new), examples_from_index(index), settings)
-    names = [t.key for t in index.tags]
-    assert [[names[t] for t in p] for p in got] == expected
-    assert any(expected)
+    assert_predict_agrees_with_tagger(base, index, settings)
