@@ -29,33 +29,46 @@ from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
 
 
-def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> np.ndarray:
-    """One vector per labelled README (zeros for a README with no text)."""
+def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One vector per labelled README (zeros for a README with no text), and its chunks' vectors."""
     out = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
     per_doc = [tagger.chunks(r.document) for r in records]
     vectors = tagger.encoder.encode([c.text for chunks in per_doc for c in chunks])
+    chunk_vectors = []
     start = 0
     for row, chunks in enumerate(per_doc):
         if chunks:
             out[row] = document_vector(chunks, vectors[start : start + len(chunks)])
+        chunk_vectors.append(vectors[start : start + len(chunks)])
         start += len(chunks)
-    return out
+    return out, chunk_vectors
 
 
 def with_examples(
-    index: TagIndex, tagger: Tagger, records: list[LabelledRecord], vectors: np.ndarray | None = None
+    index: TagIndex,
+    tagger: Tagger,
+    records: list[LabelledRecord],
+    vectors: np.ndarray | None = None,
+    chunk_vectors: list[np.ndarray] | None = None,
 ) -> TagIndex:
-    """The index plus one prototype vector per labelled README (kNN label transfer).
+    """The index plus one prototype vector per labelled README (kNN label transfer) and its
+    chunks' vectors (chunk-level votes).
 
-    `vectors` are the READMEs' document vectors when already computed (by calibration)."""
+    `vectors` and `chunk_vectors` are the READMEs' document and chunk vectors when already
+    computed (by calibration); document vectors alone keep no chunks."""
+    if vectors is None:
+        vectors, chunk_vectors = document_vectors(tagger, records)
+    counts = [len(c) for c in chunk_vectors] if chunk_vectors is not None else [0] * len(records)
+    chunk_bank = np.concatenate(chunk_vectors, dtype=np.float32) if chunk_vectors and any(counts) else None
     by_key = {tag.key: tag.id for tag in index.tags}
     examples = [
         Example(
             r.document.id,
             tuple(by_key[t] for t in r.core if t in by_key),
             tuple(by_key[t] for t in r.also if t in by_key),
+            chunks=n,
         )
-        for r in records
+        for r, n in zip(records, counts, strict=True)
     ]
     settings = index.settings
     if not settings.example_weight:
@@ -63,9 +76,11 @@ def with_examples(
     return replace(
         index,
         examples=examples,
-        example_vectors=vectors if vectors is not None else document_vectors(tagger, records),
+        example_vectors=vectors,
+        example_chunk_vectors=chunk_bank,
         settings=settings,
         _faiss_examples=None,
+        _faiss_example_chunks=None,
     )
 
 

@@ -16,7 +16,15 @@ import numpy as np
 
 from embedtag.index import TagIndex
 from embedtag.records import LabelledRecord
-from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
+from embedtag.scoring import (
+    RANKER_FEATURES,
+    Ranker,
+    ScoringSettings,
+    choose_tags,
+    chunk_example_votes,
+    label_matrix,
+    ranker_features,
+)
 from embedtag.tagger import Tagger, document_vector
 from embedtag.text import readme_sections
 
@@ -41,6 +49,9 @@ class ScoredSet:
     also: list[tuple[int, ...]]
     exemplars: np.ndarray | None = None  # (docs x tags) nearest exemplars' votes; None: no exemplars
     tag_ids: tuple[int, ...] = ()  # the index's tag ids in column order (keys of per-tag biases)
+    # per document: its chunks' vectors and vote weights (None: not kept, no chunk-level votes)
+    chunk_vectors: list[np.ndarray] | None = None
+    chunk_weights: list[np.ndarray] | None = None
 
     def subset(self, rows: Sequence[int]) -> ScoredSet:
         rows = list(rows)
@@ -54,6 +65,8 @@ class ScoredSet:
             [self.also[i] for i in rows],
             self.exemplars[rows] if self.exemplars is not None else None,
             self.tag_ids,
+            [self.chunk_vectors[i] for i in rows] if self.chunk_vectors is not None else None,
+            [self.chunk_weights[i] for i in rows] if self.chunk_weights is not None else None,
         )
 
 
@@ -65,6 +78,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
     keyword = np.zeros_like(zero)
     cue = np.zeros_like(zero)
     vectors = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
+    chunk_vectors = [np.zeros((0, tagger.encoder.dimension), dtype=np.float32) for _ in records]
+    chunk_weights = [np.zeros(0, dtype=np.float32) for _ in records]
     no_examples = tagger.without_examples()
     for start in range(0, len(records), batch_size):
         part = records[start : start + batch_size]
@@ -82,6 +97,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
             keyword[start + row] = evidence.keyword
             cue[start + row] = evidence.cue
             vectors[start + row] = document_vector(chunks, v)
+            chunk_vectors[start + row] = np.array(v, dtype=np.float32)
+            chunk_weights[start + row] = np.array([c.weight for c in chunks], dtype=np.float32)
     index = tagger.index
     exemplars = tagger.exemplar_votes_for(vectors)  # None without exemplars
     return ScoredSet(
@@ -94,6 +111,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
         also=[tuple(position[t] for t in r.also if t in position) for r in records],
         exemplars=exemplars,
         tag_ids=tuple(tag.id for tag in index.tags),
+        chunk_vectors=chunk_vectors,
+        chunk_weights=chunk_weights,
     )
 
 
@@ -103,6 +122,10 @@ def examples_from_index(index: TagIndex) -> ScoredSet | None:
         return None
     position = {tag.id: i for i, tag in enumerate(index.tags)}
     empty = np.zeros((len(index.examples), len(index.tags)), dtype=np.float32)
+    chunk_vectors = None
+    if index.example_chunk_vectors is not None:
+        ends = np.cumsum([e.chunks for e in index.examples])[:-1]
+        chunk_vectors = np.split(index.example_chunk_vectors, ends)
     return ScoredSet(
         ids=[e.id for e in index.examples],
         zero_shot=empty,
@@ -112,6 +135,7 @@ def examples_from_index(index: TagIndex) -> ScoredSet | None:
         core=[tuple(position[t] for t in e.core if t in position) for e in index.examples],
         also=[tuple(position[t] for t in e.also if t in position) for e in index.examples],
         tag_ids=tuple(tag.id for tag in index.tags),
+        chunk_vectors=chunk_vectors,
     )
 
 
@@ -142,6 +166,34 @@ def example_matrix(
     return out
 
 
+def chunk_example_matrix(
+    queries: ScoredSet, examples: ScoredSet, k: int, n_tags: int, exclude_self: bool = False
+) -> np.ndarray | None:
+    """Chunk-level kNN votes (docs x tags), as `Tagger` computes them one README at a time;
+    `exclude_self` skips each document's own chunks (scoring the training set against itself).
+    None when either side keeps no chunk vectors."""
+    if queries.chunk_vectors is None or queries.chunk_weights is None or examples.chunk_vectors is None:
+        return None
+    counts = np.array([len(v) for v in examples.chunk_vectors])
+    if not counts.sum():
+        return None
+    bank = np.concatenate(examples.chunk_vectors).astype(np.float32)
+    bank_owners = np.repeat(np.arange(len(counts)), counts)
+    labels = label_matrix(list(zip(examples.core, examples.also, strict=True)), n_tags)
+    out = np.zeros((len(queries.chunk_vectors), n_tags), dtype=np.float32)
+    for row, (vectors, weights) in enumerate(zip(queries.chunk_vectors, queries.chunk_weights, strict=True)):
+        available = len(bank) - (int(counts[row]) if exclude_self else 0)
+        top_k = min(k, available)
+        if not len(vectors) or top_k <= 0:
+            continue
+        sims = vectors.astype(np.float32) @ bank.T
+        if exclude_self:
+            sims[:, bank_owners == row] = -np.inf
+        top = np.argpartition(-sims, top_k - 1, axis=1)[:, :top_k]
+        out[row] = chunk_example_votes(np.take_along_axis(sims, top, axis=1), bank_owners[top], weights, labels)
+    return out
+
+
 def predict(
     scored: ScoredSet, examples: ScoredSet | None, settings: ScoringSettings, exclude_self: bool = False
 ) -> tuple[list[list[int]], np.ndarray]:
@@ -152,8 +204,12 @@ def predict(
         votes = example_matrix(scored.doc_vectors, examples, settings.example_k, n_tags, exclude_self)
     else:
         votes = np.zeros_like(scored.zero_shot)
+    chunk_votes = None
+    if examples is not None:
+        chunk_votes = chunk_example_matrix(scored, examples, settings.chunk_example_k, n_tags, exclude_self)
     return choose_tags(
-        scored.zero_shot, scored.keyword, scored.cue, votes, settings, scored.exemplars, scored.tag_ids or None
+        scored.zero_shot, scored.keyword, scored.cue, votes, settings, scored.exemplars, scored.tag_ids or None,
+        chunk_votes,
     )
 
 
@@ -188,11 +244,13 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
     (leave-self-out), as they will for a new README.
     """
     n_docs, n_tags = train.zero_shot.shape
+    chunk_votes = None
     if use_examples:
         votes = example_matrix(train.doc_vectors, train, settings.example_k, n_tags, exclude_self=True)
+        chunk_votes = chunk_example_matrix(train, train, settings.chunk_example_k, n_tags, exclude_self=True)
     else:
         votes = np.zeros_like(train.zero_shot)
-    features = ranker_features(train.zero_shot, train.keyword, train.cue, votes, train.exemplars)
+    features = ranker_features(train.zero_shot, train.keyword, train.cue, votes, train.exemplars, chunk_votes)
     target = np.zeros((n_docs, n_tags))
     for row, core in enumerate(train.core):
         target[row, list(core)] = 1.0
@@ -215,7 +273,8 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
     for threshold in THRESHOLD_GRID:
         trial = replace(settings, ranker=replace(ranker, threshold=threshold))
         chosen = choose_tags(
-            train.zero_shot, train.keyword, train.cue, votes, trial, train.exemplars, train.tag_ids or None
+            train.zero_shot, train.keyword, train.cue, votes, trial, train.exemplars, train.tag_ids or None,
+            chunk_votes,
         )[0]
         f1 = micro_f1(chosen, train.core)
         if f1 > best[0] + 1e-9:

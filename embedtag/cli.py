@@ -355,7 +355,8 @@ def info(index: str | None) -> None:
         f"model       {idx.model_name} ({idx.model_fingerprint}), {idx.dimension} dims",
         f"tags        {len(idx.tags)}",
         f"tag texts   {len(idx.texts)}",
-        f"examples    {len(idx.examples)}",
+        f"examples    {len(idx.examples)}"
+        + (f" ({sum(e.chunks for e in idx.examples)} chunk vectors)" if idx.example_chunk_vectors is not None else ""),
         f"exemplars   {len(idx.exemplar_tags)}" + (f" from {idx.exemplar_source}" if idx.exemplar_source else ""),
         f"adapter     {_describe_adapter(idx.adapter)}",
         f"chunks      {s.max_chunks} x {s.max_tokens} tokens",
@@ -581,9 +582,12 @@ def calibrate(
     base = tagger.without_examples()
     settings = tagger.settings if add_only else cal_mod.calibrate(scored, base.settings, use_examples=examples)
     # the index's own examples are rebuilt below; its tag texts and exemplars stay
-    new_index = replace(tagger.index, settings=settings, examples=[], example_vectors=None, _faiss_examples=None)
+    new_index = replace(
+        tagger.index, settings=settings, examples=[], example_vectors=None, example_chunk_vectors=None,
+        _faiss_examples=None, _faiss_example_chunks=None,
+    )
     if examples or from_store:
-        new_index = with_examples(new_index, base, records, scored.doc_vectors)
+        new_index = with_examples(new_index, base, records, scored.doc_vectors, scored.chunk_vectors)
     if from_store and not gold_path:  # the index's own examples stay, corrected ones replaced
         new_index = corr.keep_old_examples(new_index, tagger.index, corrected)
     if add_only:  # settings as they were: a zero-shot index must not let a few examples vote on every README

@@ -321,11 +321,24 @@ def keep_old_examples(new: TagIndex, old: TagIndex, replaced: set[str]) -> TagIn
     vectors = [old.example_vectors[keep]]
     if new.example_vectors is not None:
         vectors.append(new.example_vectors)
+    examples = [old.examples[i] for i in keep] + list(new.examples)
+    chunk_vectors = []
+    if old.example_chunk_vectors is not None:
+        ends = np.cumsum([e.chunks for e in old.examples])[:-1]
+        per_example = np.split(old.example_chunk_vectors, ends)
+        chunk_vectors = [per_example[i] for i in keep]
+    if new.example_chunk_vectors is not None:
+        chunk_vectors.append(new.example_chunk_vectors)
+    n_chunks = sum(e.chunks for e in examples)
+    if n_chunks != sum(len(v) for v in chunk_vectors):  # one side kept no chunks: keep none
+        examples, chunk_vectors = [replace(e, chunks=0) for e in examples], []
     return replace(
         new,
-        examples=[old.examples[i] for i in keep] + list(new.examples),
+        examples=examples,
         example_vectors=np.concatenate(vectors).astype(np.float32),
+        example_chunk_vectors=np.concatenate(chunk_vectors).astype(np.float32) if chunk_vectors else None,
         _faiss_examples=None,
+        _faiss_example_chunks=None,
     )
 
 

@@ -26,6 +26,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TEXT_VECTORS = "tags.faiss"
 EXAMPLE_VECTORS = "examples.faiss"
+EXAMPLE_CHUNK_VECTORS = "example_chunks.faiss"
 EXEMPLAR_VECTORS = "exemplars.faiss"
 REBUILD_HINT = "rebuild it with `embedtag build-index --out DIR` (see README)"
 
@@ -77,13 +78,15 @@ def _flat_index(vectors: np.ndarray, half: bool = False) -> Any:
 
 @dataclass(frozen=True)
 class Example:
-    """A labelled README kept as a prototype: its document vector lives in examples.faiss."""
+    """A labelled README kept as a prototype: its document vector lives in examples.faiss, its
+    `chunks` chunk vectors (in example order) in example_chunks.faiss."""
 
     id: str
     core: tuple[int, ...]
     also: tuple[int, ...] = ()
     # a person's correction (`embedtag calibrate --from-store`): the answer for this very text
     corrected: bool = False
+    chunks: int = 0
 
 
 @dataclass
@@ -101,6 +104,8 @@ class TagIndex:
     cues: dict[int, list[str]] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     example_vectors: np.ndarray | None = None
+    # every example's chunk vectors, example after example (Example.chunks of each)
+    example_chunk_vectors: np.ndarray | None = None
     # exemplars (embedtag.exemplars): tag ids per exemplar and their vectors; never their text
     exemplar_tags: list[tuple[int, ...]] = field(default_factory=list)
     exemplar_vectors: np.ndarray | None = None
@@ -109,6 +114,7 @@ class TagIndex:
     adapter: bytes | None = field(default=None, repr=False)
     _faiss_texts: Any = field(default=None, repr=False)
     _faiss_examples: Any = field(default=None, repr=False)
+    _faiss_example_chunks: Any = field(default=None, repr=False)
 
     @property
     def dimension(self) -> int:
@@ -132,6 +138,15 @@ class TagIndex:
         if self._faiss_examples is None and self.example_vectors is not None:
             self._faiss_examples = _flat_index(self.example_vectors)
         return self._faiss_examples
+
+    def faiss_example_chunks(self) -> Any:
+        if self._faiss_example_chunks is None and self.example_chunk_vectors is not None:
+            self._faiss_example_chunks = _flat_index(self.example_chunk_vectors)
+        return self._faiss_example_chunks
+
+    def example_chunk_owners(self) -> np.ndarray:
+        """For each example chunk vector, the row of its example."""
+        return np.repeat(np.arange(len(self.examples)), [e.chunks for e in self.examples])
 
     def check_encoder(self, encoder: Encoder) -> None:
         """Refuse to score with vectors from a model other than the one that built the index."""
@@ -179,7 +194,11 @@ class TagIndex:
                 "tags": [",".join(str(t) for t in tags) for tags in self.exemplar_tags],
             },
             "examples": [
-                {"id": e.id, "core": list(e.core), "also": list(e.also), **({"corrected": True} if e.corrected else {})}
+                {
+                    "id": e.id, "core": list(e.core), "also": list(e.also),
+                    **({"chunks": e.chunks} if e.chunks else {}),
+                    **({"corrected": True} if e.corrected else {}),
+                }
                 for e in self.examples
             ],
         }
@@ -200,6 +219,10 @@ class TagIndex:
             if self.example_vectors is not None and len(self.examples):
                 faiss.write_index(_flat_index(self.example_vectors), str(tmp / EXAMPLE_VECTORS))
                 manifest["files"][EXAMPLE_VECTORS] = _sha256(tmp / EXAMPLE_VECTORS)
+            if self.example_chunk_vectors is not None and len(self.example_chunk_vectors):
+                # float16: a third of the index's size otherwise, and the same votes
+                faiss.write_index(_flat_index(self.example_chunk_vectors, half=True), str(tmp / EXAMPLE_CHUNK_VECTORS))
+                manifest["files"][EXAMPLE_CHUNK_VECTORS] = _sha256(tmp / EXAMPLE_CHUNK_VECTORS)
             if self.exemplar_vectors is not None and len(self.exemplar_tags):
                 faiss.write_index(_flat_index(self.exemplar_vectors, half=True), str(tmp / EXEMPLAR_VECTORS))
                 manifest["files"][EXEMPLAR_VECTORS] = _sha256(tmp / EXEMPLAR_VECTORS)
@@ -310,7 +333,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         examples = [
             Example(
                 str(e["id"]), tuple(int(x) for x in e["core"]), tuple(int(x) for x in e.get("also", [])),
-                bool(e.get("corrected", False)),
+                bool(e.get("corrected", False)), int(e.get("chunks", 0)),
             )
             for e in manifest.get("examples", [])
         ]
@@ -345,6 +368,14 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         example_vectors = _read_vectors(directory / EXAMPLE_VECTORS, files.get(EXAMPLE_VECTORS), "example vectors")
         if example_vectors.shape[0] != len(examples):
             raise IndexError_(f"{directory / EXAMPLE_VECTORS} does not match the manifest; {REBUILD_HINT}")
+    example_chunk_vectors = None
+    n_example_chunks = sum(e.chunks for e in examples)
+    if n_example_chunks:
+        example_chunk_vectors = _read_vectors(
+            directory / EXAMPLE_CHUNK_VECTORS, files.get(EXAMPLE_CHUNK_VECTORS), "example chunk vectors"
+        )
+        if example_chunk_vectors.shape != (n_example_chunks, dimension):
+            raise IndexError_(f"{directory / EXAMPLE_CHUNK_VECTORS} does not match the manifest; {REBUILD_HINT}")
     adapter = None
     if adapter_file is not None:
         adapter = _read_adapter(directory / adapter_file, files.get(adapter_file))
@@ -370,6 +401,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         cues=cues,
         examples=examples,
         example_vectors=example_vectors,
+        example_chunk_vectors=example_chunk_vectors,
         exemplar_tags=exemplar_tags,
         exemplar_vectors=exemplar_vectors,
         exemplar_source=exemplar_source,

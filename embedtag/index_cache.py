@@ -76,6 +76,7 @@ def index_bytes(index: TagIndex) -> int:
     """Roughly what an index holds in memory: its vectors twice (array + FAISS copy) and its texts."""
     vectors = index.text_vectors.nbytes + (index.example_vectors.nbytes if index.example_vectors is not None else 0)
     vectors += index.exemplar_vectors.nbytes if index.exemplar_vectors is not None else 0
+    vectors += index.example_chunk_vectors.nbytes if index.example_chunk_vectors is not None else 0
     return 2 * vectors + sum(len(t.text) for t in index.texts) + 200 * len(index.tags)
 
 

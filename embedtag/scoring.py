@@ -36,6 +36,8 @@ class ScoringSettings:
     # labelled examples (prototypes): weight of the neighbours' tag votes, and how many
     example_weight: float = 0.0
     example_k: int = 10
+    # and per README chunk: its nearest chunks of labelled READMEs vote, this many each
+    chunk_example_k: int = 30
     # exemplars without a ranker (a zero-shot index built with --exemplars): weight of their vote
     exemplar_weight: float = 0.0
     # selection
@@ -77,6 +79,11 @@ RANKER_FEATURES = (
     "exemplars",  # nearest exemplars' vote, scaled to the README's best-voted tag (embedtag.exemplars)
     "exemplars_first",  # the tag has the exemplars' best vote
     "exemplars_top3",  # the tag is among the exemplars' three best votes
+    # each README chunk's nearest chunks of labelled READMEs vote (see chunk_example_votes)
+    "chunk_examples",  # the vote, scaled to the README's best-voted tag
+    "chunk_examples_gap",  # vote minus the README's best vote
+    "chunk_examples_first",  # the tag has the best vote
+    "chunk_examples_top3",  # the tag is among the three best votes
 )
 
 
@@ -92,6 +99,7 @@ def ranker_features(
     cue: np.ndarray,
     examples: np.ndarray,
     exemplars: np.ndarray | None = None,
+    chunk_examples: np.ndarray | None = None,
 ) -> np.ndarray:
     """(docs x tags) evidence → (docs x tags x features), in RANKER_FEATURES order."""
     rank = _ranks(scores)
@@ -99,6 +107,9 @@ def ranker_features(
     if exemplars is None:
         exemplars = np.zeros_like(scores)
     exemplar_rank = _ranks(exemplars)
+    if chunk_examples is None:
+        chunk_examples = np.zeros_like(scores)
+    chunk_rank = _ranks(chunk_examples)
     columns = [
         scores,
         scores - scores.max(axis=1, keepdims=True),
@@ -113,6 +124,10 @@ def ranker_features(
         exemplars,
         (exemplar_rank == 0) & (exemplars > 0),
         (exemplar_rank < 3) & (exemplars > 0),
+        chunk_examples,
+        chunk_examples - chunk_examples.max(axis=1, keepdims=True),
+        (chunk_rank == 0) & (chunk_examples > 0),
+        (chunk_rank < 3) & (chunk_examples > 0),
     ]
     return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
 
@@ -327,6 +342,37 @@ def example_votes(
     return votes / total if total > 0 else votes
 
 
+def label_matrix(labels: Sequence[tuple[tuple[int, ...], tuple[int, ...]]], n_tags: int) -> np.ndarray:
+    """(examples x tags): 1 for a core tag, 0.5 for an `also` tag."""
+    out = np.zeros((len(labels), n_tags), dtype=np.float32)
+    for row, (core, also) in enumerate(labels):
+        out[row, list(also)] = 0.5
+        out[row, list(core)] = 1.0
+    return out
+
+
+def chunk_example_votes(
+    sims: np.ndarray, owners: np.ndarray, chunk_weights: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Tag votes of labelled READMEs' chunks nearest to each chunk of one README.
+
+    `sims` and `owners` are (chunks x k): the similarity of each neighbour chunk and the row of
+    the labelled README it belongs to (-1: none); `labels` is `label_matrix`. Each neighbour votes
+    its README's tags with weight similarity², each chunk with its position weight; the result
+    is scaled so the best-voted tag has 1. Chunks catch what a README-level vote averages away:
+    one section that reads like a CLI's usage, another like a library's API.
+    """
+    n_tags = labels.shape[1]
+    valid = owners >= 0
+    if not valid.any():
+        return np.zeros(n_tags, dtype=np.float32)
+    weight = np.where(valid, np.maximum(sims, 0.0) ** 2, 0.0) * chunk_weights[:, None]
+    votes = (weight[valid][:, None] * labels[owners[valid]]).sum(axis=0)
+    best = float(votes.max(initial=0.0))
+    out: np.ndarray = (votes / best if best > 0 else votes).astype(np.float32)
+    return out
+
+
 def choose_tags(
     scores: np.ndarray,
     keyword: np.ndarray,
@@ -335,6 +381,7 @@ def choose_tags(
     settings: ScoringSettings,
     exemplars: np.ndarray | None = None,
     tag_ids: Sequence[int] | None = None,
+    chunk_examples: np.ndarray | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """The tags for each README (rows of docs x tags evidence), best first, and the per-tag
     values they were selected on (the ranker's chances, else the combined scores).
@@ -348,7 +395,7 @@ def choose_tags(
         if exemplars is not None:
             combined = combined + settings.exemplar_weight * exemplars
         return [select_tags(row, settings) for row in combined], combined
-    features = ranker_features(scores, keyword, cue, examples, exemplars)
+    features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples)
     chances = ranker.probabilities(features, ranker.bias_vector(tag_ids, scores.shape[1]))
     order_by = scores + ranker.order_example_weight * examples
     k = min(settings.max_tags, scores.shape[1])

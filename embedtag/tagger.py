@@ -15,11 +15,13 @@ from embedtag.index import TagIndex, load_index
 from embedtag.scoring import (
     aggregate_votes,
     choose_tags,
+    chunk_example_votes,
     cue_hits,
     cue_patterns,
     example_votes,
     keyword_hits,
     keyword_pattern,
+    label_matrix,
     tag_similarities,
 )
 from embedtag.tags import Tag
@@ -59,6 +61,7 @@ class Evidence:
     tag_sims: np.ndarray  # (chunks x tags) similarities, for explanations
     corrected: tuple[int, ...] | None = None  # tag positions of a corrected example with this text
     exemplars: np.ndarray | None = None  # nearest exemplars' votes (None without exemplars)
+    chunk_examples: np.ndarray | None = None  # labelled READMEs' chunk votes (None without chunk vectors)
 
 
 @dataclass
@@ -106,6 +109,8 @@ class Tagger:
             (tuple(position[t] for t in e.core if t in position), tuple(position[t] for t in e.also if t in position))
             for e in index.examples
         ]
+        self._example_label_matrix = label_matrix(self._example_labels, len(index.tags))
+        self._example_chunk_owners = index.example_chunk_owners()
         self._exemplar_labels = [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_tags]
         self._tag_ids = [tag.id for tag in index.tags]
         self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
@@ -121,9 +126,11 @@ class Tagger:
                 settings=settings,
                 examples=[],
                 example_vectors=None,
+                example_chunk_vectors=None,
                 exemplar_tags=[],
                 exemplar_vectors=None,
                 _faiss_examples=None,
+                _faiss_example_chunks=None,
             ),
             self.encoder,
         )
@@ -164,6 +171,17 @@ class Tagger:
         sims[rows[valid], ids.reshape(-1)[valid]] = distances.reshape(-1)[valid]
         return sims
 
+    def _search_example_chunks(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each chunk's nearest example chunks: (similarities, example rows), chunks x k; None
+        when the index keeps no example chunks."""
+        found = self.index.faiss_example_chunks()
+        if found is None or len(vectors) == 0:
+            return None
+        k = min(self.settings.chunk_example_k, len(self._example_chunk_owners))
+        sims, ids = found.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        owners = np.where(ids >= 0, self._example_chunk_owners[np.maximum(ids, 0)], -1)
+        return sims, owners
+
     def score(
         self,
         doc: Document,
@@ -172,10 +190,12 @@ class Tagger:
         sections: list[Section] | None = None,
         exemplars: np.ndarray | None = None,
         text_sims: np.ndarray | None = None,
+        example_chunks: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Evidence:
         """Every tag's evidence for one document (`sections` as for `chunks`). `exemplars` (its
-        exemplar votes) and `text_sims` (its chunks' similarities to the tag texts) are passed when
-        already computed for a whole batch."""
+        exemplar votes), `text_sims` (its chunks' similarities to the tag texts) and
+        `example_chunks` (its chunks' nearest example chunks) are passed when already computed
+        for a whole batch."""
         s = self.settings
         n_tags = len(self.index.tags)
         if text_sims is None:
@@ -200,14 +220,21 @@ class Tagger:
             raw = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{doc.readme[: s.cue_chars]}"
             cue = cue_hits(raw, self._cues)
             scores = scores + s.cue_weight * cue
+        chunk_examples = None
+        if example_chunks is None and self.index.example_chunk_vectors is not None:
+            example_chunks = self._search_example_chunks(vectors)
+        if example_chunks is not None:
+            chunk_examples = chunk_example_votes(*example_chunks, weights, self._example_label_matrix)
         if self.index.examples and doc_vector is not None:
             k = min(s.example_k, len(self.index.examples))
             sims, ids = self.index.faiss_examples().search(doc_vector[None, :].astype(np.float32), k)
             labels = [self._example_labels[i] for i in ids[0] if i >= 0]
             examples = example_votes(sims[0][: len(labels)], labels, n_tags)
             if labels and sims[0][0] >= SAME_TEXT and self.index.examples[ids[0][0]].corrected:
-                return Evidence(scores, keyword, cue, examples, tag_sims, corrected=labels[0][0], exemplars=exemplars)
-        return Evidence(scores, keyword, cue, examples, tag_sims, exemplars=exemplars)
+                return Evidence(
+                    scores, keyword, cue, examples, tag_sims, labels[0][0], exemplars, chunk_examples
+                )
+        return Evidence(scores, keyword, cue, examples, tag_sims, None, exemplars, chunk_examples)
 
     def exemplar_votes_for(self, doc_vectors: np.ndarray) -> np.ndarray | None:
         """(docs x tags) votes of the index's exemplars for these README vectors; None without exemplars."""
@@ -226,6 +253,7 @@ class Tagger:
             self.settings,
             exemplars=ev.exemplars[None, :] if ev.exemplars is not None else None,
             tag_ids=self._tag_ids,
+            chunk_examples=ev.chunk_examples[None, :] if ev.chunk_examples is not None else None,
         )
         return picked[0], values[0]
 
@@ -297,9 +325,14 @@ class Tagger:
             start += len(chunks)
         votes = self.exemplar_votes_for(doc_vectors)
         text_sims = self._search(vectors)
+        neighbours = self._search_example_chunks(vectors)
         out: list[Evidence | None] = []
         for row, (doc, sections, chunks) in enumerate(zip(docs, per_doc_sections, per_doc, strict=True)):
             a, b = spans[row]
+            if not chunks:
+                out.append(None)
+                continue
             exemplars = votes[row] if votes is not None else None
-            out.append(self.score(doc, chunks, vectors[a:b], sections, exemplars, text_sims[a:b]) if chunks else None)
+            near = (neighbours[0][a:b], neighbours[1][a:b]) if neighbours is not None else None
+            out.append(self.score(doc, chunks, vectors[a:b], sections, exemplars, text_sims[a:b], near))
         return out

@@ -1,5 +1,6 @@
-"""What the exemplars' vote costs per README: the shipped index with and without its exemplars,
-side by side in one process (interleaved rounds), on the same READMEs.
+"""What the exemplars' vote and the chunk-level vote cost per README: the shipped index, without
+its exemplars and without its example chunk vectors, side by side in one process (interleaved
+rounds), on the same READMEs.
 
     python scripts/exemplar_overhead.py ../shared/data/dev/items.jsonl --limit 120 --rounds 3
 """
@@ -26,6 +27,14 @@ def main() -> None:
     args = parser.parse_args()
     with_exemplars = Tagger.load()
     without = Tagger(replace(with_exemplars.index, exemplar_tags=[], exemplar_vectors=None), with_exemplars.encoder)
+    no_chunks = replace(
+        with_exemplars.index,
+        examples=[replace(e, chunks=0) for e in with_exemplars.index.examples],
+        example_chunk_vectors=None,
+        _faiss_example_chunks=None,
+    )
+    without_chunk_votes = Tagger(no_chunks, with_exemplars.encoder)
+    variants = {"shipped": with_exemplars, "without exemplars": without, "without chunk votes": without_chunk_votes}
     records = read_labelled(args.gold, {t.key for t in with_exemplars.index.tags})[: args.limit]
     docs = [r.document for r in records]
     per_doc = [with_exemplars.chunks(d) for d in docs]
@@ -37,10 +46,10 @@ def main() -> None:
     doc_vectors = np.stack([document_vector(c, vectors[a:b]) for c, (a, b) in zip(per_doc, spans, strict=True) if c])
     list(with_exemplars.tag_many(docs[:8]))  # warm up (torch, FAISS)
     votes_ms: list[float] = []
-    score_ms: dict[str, list[float]] = {"with": [], "without": []}
-    rate: dict[str, list[float]] = {"with": [], "without": []}
+    score_ms: dict[str, list[float]] = {name: [] for name in variants}
+    rate: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, tagger in (("with", with_exemplars), ("without", without)):
+        for name, tagger in variants.items():
             t0 = time.perf_counter()
             for doc, chunks, (a, b) in zip(docs, per_doc, spans, strict=True):
                 if chunks:
@@ -55,13 +64,14 @@ def main() -> None:
             votes_ms.append(1000 * (time.perf_counter() - t0) / len(doc_vectors[start : start + 64]))
     load = os.getloadavg()[0]
     print(f"{len(docs)} READMEs, {args.rounds} interleaved rounds, load average {load:.1f}")
-    for name in ("with", "without"):
+    for name in variants:
         print(
-            f"{name} exemplars: scoring one README at a time {min(score_ms[name]):.2f} ms/README (best), "
+            f"{name}: scoring one README at a time {min(score_ms[name]):.2f} ms/README (best), "
             f"tag_many {max(rate[name]):.2f} READMEs/s (best; all {[round(r, 2) for r in rate[name]]})"
         )
     print(f"exemplar votes in batches of 64: {min(votes_ms):.2f} ms/README (best)")
-    print(f"throughput ratio with/without (best rounds): {max(rate['with']) / max(rate['without']):.3f}")
+    for name in ("without exemplars", "without chunk votes"):
+        print(f"throughput ratio shipped / {name} (best rounds): {max(rate['shipped']) / max(rate[name]):.3f}")
 
 
 if __name__ == "__main__":

@@ -121,8 +121,11 @@ def main() -> None:
         zero = np.zeros((len(records), len(tags)), dtype=np.float32)
         keyword, cue = np.zeros_like(zero), np.zeros_like(zero)
         docs = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
+        chunk_vectors, chunk_weights = [], []
         for i, (r, chunks, (a, _b)) in enumerate(zip(records, per_doc, spans, strict=True)):
             k = min(len(chunks), max_chunks)
+            chunk_vectors.append(vectors[a : a + k])
+            chunk_weights.append(np.array([c.weight for c in chunks[:k]], dtype=np.float32))
             if k:
                 evidence = tagger.score(r.document, chunks[:k], vectors[a : a + k])
                 zero[i], keyword[i], cue[i] = evidence.scores, evidence.keyword, evidence.cue
@@ -137,6 +140,8 @@ def main() -> None:
             [tuple(position[t] for t in r.also) for r in records],
             exemplar_votes(docs, exemplar_index.exemplar_vectors, exemplar_labels, len(tags)),
             tuple(t.id for t in tags),
+            chunk_vectors,
+            chunk_weights,
         )
 
     def variant(**changes: object) -> Tagger:
@@ -217,16 +222,18 @@ def main() -> None:
     fewer = scored_set(6)  # the fastest chunk count within 0.01 zero-shot F1 (benchmarks/speed.md)
     no_exemplars = replace(scored, exemplars=None)
     no_bias = replace(scored, tag_ids=())
-    previous = replace(scored, exemplars=None, tag_ids=())
+    no_chunk_votes = replace(scored, chunk_vectors=None, chunk_weights=None)
+    previous = replace(no_chunk_votes, exemplars=None, tag_ids=())
     cv_rows: dict[str, list[Report]] = {}
     last_final = None
     for seed in range(args.seeds):
         for label, ex, bias, data in [
-            ("(d) previous default: examples + ranker (no exemplars, no per-tag biases)", True, True, previous),
+            ("(d) earlier default: examples + ranker (no exemplars, biases or chunk votes)", True, True, previous),
             ("(d) calibration only (ranker + exemplars + biases, no examples)", False, True, scored),
             ("(d) examples only (kNN votes, no ranker)", True, False, previous),
             ("(d) shipped minus exemplars", True, True, no_exemplars),
             ("(d) shipped minus per-tag biases", True, True, no_bias),
+            ("(d) shipped minus chunk-level votes (the previous default)", True, True, no_chunk_votes),
             ("(d) examples + exemplars + ranker with per-tag biases (the shipped setting)", True, True, scored),
             ("(d) the shipped setting with 6 chunks per README", True, True, fewer),
             *[(label, True, True, data) for label, data in adapted_rows],
@@ -306,9 +313,12 @@ def main() -> None:
         "`embedtag calibrate` fits a **ranker**: one logistic layer over features that are all relative to "
         "the README (`embedtag/scoring.py`, RANKER_FEATURES): the zero-shot score, its gap to the README's "
         "best score, whether it ranks first/second/third, the keyword and cue hits, the ten nearest labelled "
-        "READMEs' vote, that vote's gap to the best vote and whether it is the top vote, and the ten nearest "
+        "READMEs' vote, that vote's gap to the best vote and whether it is the top vote, the ten nearest "
         "exemplars' vote (scaled to the README's best-voted tag) with whether it is their first or among "
-        "their top three. Those thirteen weights are shared by all tags; on top, each tag with at least one "
+        "their top three, and a chunk-level vote: each README chunk's 30 nearest chunks of labelled "
+        "READMEs vote their README's tags (similarity², chunk weights; scaled to the best-voted tag), "
+        "with its gap to the best vote and whether it is first or among the top three. Those seventeen "
+        "weights are shared by all tags; on top, each tag with at least one "
         "labelled example gets a bias of its own, so a tag without examples competes on its evidence alone. "
         "Tags whose fitted chance reaches a threshold (fitted for micro-F1 on the training folds) are kept, "
         "at most three, and shown in order of zero-shot score + 0.1 x vote.",

@@ -37,7 +37,7 @@ from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger, decision_is_close,
 from embedtag.batch import run_batch  # noqa: E402
 from embedtag.calibrate import EXAMPLE_WEIGHT, ScoredSet, calibrate, folds, micro_f1, predict  # noqa: E402
 from embedtag.glosses import load_glosses  # noqa: E402
-from embedtag.index import Example, TagIndex, build_index  # noqa: E402
+from embedtag.index import TagIndex, build_index  # noqa: E402
 from embedtag.records import LabelledRecord, read_labelled  # noqa: E402
 from embedtag.tagger import Tagger, document_vector  # noqa: E402
 from embedtag.text import readme_sections  # noqa: E402
@@ -75,9 +75,12 @@ def changed_tag_list(tagger: Tagger) -> TagIndex:
     tags = index.tags[:-1]
     encoder = tagger.encoder.inner if isinstance(tagger.encoder, CachingEncoder) else tagger.encoder
     new = build_index(tags, load_glosses(), encoder, index.settings)
-    examples = [Example(e.id, tuple(t for t in e.core if t != dropped.id), tuple(t for t in e.also if t != dropped.id))
-                for e in index.examples]
-    return replace(new, examples=examples, example_vectors=index.example_vectors, _faiss_examples=None)
+    examples = [
+        replace(e, core=tuple(t for t in e.core if t != dropped.id), also=tuple(t for t in e.also if t != dropped.id))
+        for e in index.examples
+    ]
+    return replace(new, examples=examples, example_vectors=index.example_vectors,
+                   example_chunk_vectors=index.example_chunk_vectors)
 
 
 def timed_batch(tagger: Tagger, items: Path, out: Path) -> float:
@@ -187,6 +190,8 @@ def scored_rows(tagger: Tagger, records: list[LabelledRecord], heads: list[int] 
     keyword, cue = np.zeros_like(zero), np.zeros_like(zero)
     vectors = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
     tokens = []
+    chunk_vectors = [np.zeros((0, tagger.encoder.dimension), dtype=np.float32) for _ in records]
+    chunk_weights = [np.zeros(0, dtype=np.float32) for _ in records]
     plain = tagger.without_examples()
     for i, r in enumerate(records):
         sections = readme_sections(r.document.readme)
@@ -200,12 +205,14 @@ def scored_rows(tagger: Tagger, records: list[LabelledRecord], heads: list[int] 
         ev = plain.score(r.document, chunks, v, sections)
         zero[i], keyword[i], cue[i] = ev.scores, ev.keyword, ev.cue
         vectors[i] = document_vector(chunks, v)
+        chunk_vectors[i] = v
+        chunk_weights[i] = np.array([c.weight for c in chunks], dtype=np.float32)
     index = tagger.index
     exemplars = tagger.exemplar_votes_for(vectors)  # as the tagger uses them; None without exemplars
     return ScoredSet([r.document.id for r in records], zero, keyword, cue, vectors,
                      [tuple(position[t] for t in r.core if t in position) for r in records],
                      [tuple(position[t] for t in r.also if t in position) for r in records],
-                     exemplars, tuple(tag.id for tag in index.tags)), tokens
+                     exemplars, tuple(tag.id for tag in index.tags), chunk_vectors, chunk_weights), tokens
 
 
 class Folds:

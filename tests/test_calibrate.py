@@ -183,6 +183,39 @@ def assert_predict_agrees_with_tagger(base: Tagger, index: TagIndex, settings: S
     assert any(expected)
 
 
+def test_chunk_votes_weigh_neighbours_by_similarity_squared_and_chunk_weight() -> None:
+    from embedtag.scoring import chunk_example_votes, label_matrix
+
+    labels = label_matrix([((0,), (2,)), ((1,), ())], n_tags=3)
+    assert labels.tolist() == [[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]]
+    # chunk 0 (weight 2) is near example 0; chunk 1 (weight 1) near example 1; -1: no neighbour
+    sims = f32([[0.9, 0.5], [0.8, -0.3]])
+    owners = np.array([[0, 1], [1, -1]])
+    votes = chunk_example_votes(sims, owners, f32([2.0, 1.0]), labels)
+    raw = np.array([2 * 0.81, 2 * 0.25 + 0.64, 2 * 0.81 * 0.5])
+    assert votes == pytest.approx(raw / raw.max())
+    assert chunk_example_votes(sims, np.full((2, 2), -1), f32([1.0, 1.0]), labels).tolist() == [0, 0, 0]
+
+
+def test_chunk_example_matrix_leaves_each_readme_out_of_its_own_votes() -> None:
+    from embedtag.calibrate import chunk_example_matrix
+
+    same = f32([[1.0, 0.0]])
+    other = f32([[0.0, 1.0]])
+    docs = ScoredSet(
+        ["a", "b", "c"], *(np.zeros((3, 3), dtype=np.float32),) * 3, np.eye(3, 2, dtype=np.float32),
+        core=[(0,), (1,), (2,)], also=[(), (), ()],
+        chunk_vectors=[same, same, other], chunk_weights=[f32([1.0])] * 3,
+    )
+    with_self = chunk_example_matrix(docs, docs, k=1, n_tags=3)
+    without = chunk_example_matrix(docs, docs, k=1, n_tags=3, exclude_self=True)
+    assert with_self is not None and without is not None
+    assert with_self[2].tolist() == [0, 0, 1]  # its own chunk is its nearest
+    assert without[2].tolist() == [0, 0, 0]  # the others' chunks are orthogonal to it
+    assert without[0].tolist() == [0, 1, 0] and without[1].tolist() == [1, 0, 0]  # each other's twin
+    assert chunk_example_matrix(replace(docs, chunk_vectors=None), docs, 1, 3) is None
+
+
 def test_vectorised_predictions_equal_what_the_tagger_outputs(
     fake_index: TagIndex, fake_encoder: HashingEncoder
 ) -> None:
@@ -195,7 +228,11 @@ def test_vectorised_predictions_equal_what_the_tagger_outputs(
     base = Tagger(fake_index, fake_encoder)
     scored = score_labelled(base, records)
     settings = calibrate(scored, base.settings, use_examples=True)
-    index = with_examples(replace(fake_index, settings=settings), base, records, scored.doc_vectors)
+    index = with_examples(
+        replace(fake_index, settings=settings), base, records, scored.doc_vectors, scored.chunk_vectors
+    )
+    assert settings.ranker is not None and settings.ranker.weights["chunk_examples"] != 0
+    assert index.example_chunk_vectors is not None and len(index.example_chunk_vectors) == len(records)
     assert_predict_agrees_with_tagger(base, index, settings)
 
 
@@ -253,5 +290,7 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
     assert scored.exemplars is not None and scored.exemplars.max() == 1.0
     settings = calibrate(scored, base.settings, use_examples=True)
     assert settings.ranker is not None and settings.ranker.tag_bias  # biases for the labelled tags
-    index = with_examples(replace(base.index, settings=settings), base, records, scored.doc_vectors)
+    index = with_examples(
+        replace(base.index, settings=settings), base, records, scored.doc_vectors, scored.chunk_vectors
+    )
     assert_predict_agrees_with_tagger(base, index, settings)

@@ -125,8 +125,37 @@ def test_one_correction_changes_that_project_only(fake_index_dir: Path, fake_enc
     after = Tagger(load_index(index), fake_encoder)  # type: ignore[arg-type]
     assert [t.key for t in after.tag(DATABASE_README, id="tabula").tags] == ["cli", "python"]
     manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest["examples"] == [{"id": "tabula", "core": [14, 15], "also": [], "corrected": True}]
+    assert manifest["examples"] == [{"id": "tabula", "core": [14, 15], "also": [], "chunks": 1, "corrected": True}]
     # a different text is scored as before: one correction on a zero-shot index does not vote on it
     assert [t.key for t in after.tag(DATABASE_README + "\nWith indexes and joins.").tags] == ["database"]
     for readme, tags in others.items():
         assert [t.key for t in after.tag(readme).tags] == tags
+
+
+def test_corrections_keep_the_other_examples_chunk_vectors(fake_index_dir: Path, fake_encoder: object) -> None:
+    """`calibrate --from-store` on an index with examples: the corrected project's example is
+    replaced, the others keep their document and chunk vectors, row for row."""
+    import numpy as np
+
+    from embedtag.build import with_examples
+    from embedtag.corrections import keep_old_examples
+    from embedtag.records import LabelledRecord
+
+    base = Tagger(load_index(fake_index_dir), fake_encoder)  # type: ignore[arg-type]
+    gold = [
+        LabelledRecord(Document("k", K8S_README), ("k8s",)),
+        LabelledRecord(Document("d", DATABASE_README), ("database",)),
+        LabelledRecord(Document("g", GAME_README), ("game",)),
+    ]
+    old = with_examples(base.index, base, gold)
+    fixed = LabelledRecord(Document("d", "A tiny tool.\n\nIt does one thing."), ("cli",))
+    merged = keep_old_examples(with_examples(base.index, base, [fixed]), old, {"d"})
+    assert [e.id for e in merged.examples] == ["k", "g", "d"]
+    assert merged.example_chunk_vectors is not None and old.example_chunk_vectors is not None
+    assert len(merged.example_chunk_vectors) == sum(e.chunks for e in merged.examples)
+    counts = [e.chunks for e in old.examples]
+    k_rows = old.example_chunk_vectors[: counts[0]]
+    g_rows = old.example_chunk_vectors[counts[0] + counts[1] :]
+    np.testing.assert_array_equal(merged.example_chunk_vectors[: counts[0] + counts[2]], np.vstack([k_rows, g_rows]))
+    owners = merged.example_chunk_owners()
+    assert owners.tolist() == [0] * counts[0] + [1] * counts[2] + [2] * merged.examples[2].chunks

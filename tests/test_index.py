@@ -89,6 +89,34 @@ def test_round_trip_with_settings_and_examples(fake_built_index: TagIndex, tmp_p
     np.testing.assert_array_equal(loaded.example_vectors, vectors)
 
 
+def test_round_trip_with_example_chunks_and_their_errors(fake_built_index: TagIndex, tmp_path: Path) -> None:
+    from embedtag.index import EXAMPLE_CHUNK_VECTORS, Example
+
+    encoder = HashingEncoder()
+    chunks = encoder.encode(["kubernetes operator", "for pods", "a video game", "with levels", "and players"])
+    index = replace(
+        fake_built_index,
+        examples=[Example("r1", (11,), (14,), chunks=2), Example("r2", (16,), chunks=3)],
+        example_vectors=encoder.encode(["kubernetes operator readme", "a video game"]),
+        example_chunk_vectors=chunks,
+    )
+    index.save(tmp_path / "ix")
+    assert EXAMPLE_CHUNK_VECTORS in read_manifest(tmp_path / "ix")["files"]
+    loaded = load_index(tmp_path / "ix")
+    assert [e.chunks for e in loaded.examples] == [2, 3]
+    assert loaded.example_chunk_owners().tolist() == [0, 0, 1, 1, 1]
+    assert loaded.example_chunk_vectors is not None
+    np.testing.assert_allclose(loaded.example_chunk_vectors, chunks, atol=1e-3)  # stored as float16
+    manifest = read_manifest(tmp_path / "ix")
+    manifest["examples"][1]["chunks"] = 4  # the manifest promises more chunks than the file holds
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexError_, match=r"example_chunks\.faiss does not match the manifest"):
+        load_index(tmp_path / "ix")
+    (tmp_path / "ix" / EXAMPLE_CHUNK_VECTORS).unlink()
+    with pytest.raises(IndexError_, match=r"example_chunks\.faiss is missing"):
+        load_index(tmp_path / "ix")
+
+
 def test_manifest_is_plain_json_with_checksums(fake_index_dir: Path) -> None:
     manifest = read_manifest(fake_index_dir)
     assert manifest["format_version"] == 1

@@ -1000,7 +1000,7 @@ def test_index_directories_hold_only_manifest_and_faiss(fake_index_dir: Path, tm
         assert all(n == MANIFEST or n.endswith(".faiss") for n in names), (directory, names)
         assert all((directory / n).is_file() for n in names)
         json.loads((directory / MANIFEST).read_text(encoding="utf-8"))  # plain JSON
-    assert index_files(with_examples) == ["examples.faiss", MANIFEST, TEXT_VECTORS]
+    assert index_files(with_examples) == ["example_chunks.faiss", "examples.faiss", MANIFEST, TEXT_VECTORS]
 
 
 def test_bundled_model_weights_are_safetensors() -> None:

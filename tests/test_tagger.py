@@ -138,3 +138,32 @@ def test_examples_vote(fake_index: TagIndex, fake_encoder: HashingEncoder) -> No
     strong = Tagger(replace(index, settings=replace(index.settings, example_weight=2.0)), fake_encoder)
     assert names(strong.tag("A Kubernetes operator for clusters."))[0] == "game"
     assert names(base.tag("A Kubernetes operator for clusters."))[0] == "k8s"
+
+
+def test_chunk_votes_come_from_the_nearest_chunks_of_labelled_readmes(
+    fake_index: TagIndex, fake_encoder: HashingEncoder
+) -> None:
+    """A README whose one section reads like a labelled README's section gets that README's
+    tags from a ranker that weighs only the chunk-level vote, in a batch as alone."""
+    from embedtag.scoring import Ranker
+
+    base = Tagger(fake_index, fake_encoder)
+    labelled = [
+        LabelledRecord(Document("g", "Levels and players, rendered at sixty frames per second."), core=("game",)),
+        LabelledRecord(Document("d", "Tables and rows, indexed for fast queries."), core=("database",)),
+    ]
+    index = with_examples(fake_index, base, labelled)
+    assert [e.chunks for e in index.examples] == [1, 1]
+    only_chunks = Ranker({"chunk_examples_first": 10.0}, intercept=-5.0, threshold=0.5)
+    tagger = Tagger(replace(index, settings=replace(index.settings, ranker=only_chunks)), fake_encoder)
+    readmes = ["# Intro\n\nTables and rows, indexed for fast queries.", "Levels and players at sixty frames a second."]
+    assert [names(tagger.tag(r)) for r in readmes] == [["database"], ["game"]]
+    assert [names(r) for r in tagger.tag_many(Document(str(i), r) for i, r in enumerate(readmes))] == [
+        ["database"], ["game"],
+    ]
+    no_chunks = replace(
+        index, examples=[replace(e, chunks=0) for e in index.examples], example_chunk_vectors=None,
+        _faiss_example_chunks=None, settings=tagger.settings,
+    )
+    plain = Tagger(no_chunks, fake_encoder)
+    assert [names(plain.tag(r)) for r in readmes] == [[], []]  # no chunk vectors, no vote
