@@ -171,7 +171,7 @@ class Tagger:
         sims[rows[valid], ids.reshape(-1)[valid]] = distances.reshape(-1)[valid]
         return sims
 
-    def _search_example_chunks(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def search_example_chunks(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Each chunk's nearest example chunks: (similarities, example rows), chunks x k; None
         when the index keeps no example chunks."""
         found = self.index.faiss_example_chunks()
@@ -222,7 +222,7 @@ class Tagger:
             scores = scores + s.cue_weight * cue
         chunk_examples = None
         if example_chunks is None and self.index.example_chunk_vectors is not None:
-            example_chunks = self._search_example_chunks(vectors)
+            example_chunks = self.search_example_chunks(vectors)
         if example_chunks is not None:
             chunk_examples = chunk_example_votes(*example_chunks, weights, self._example_label_matrix)
         if self.index.examples and doc_vector is not None:
@@ -325,7 +325,7 @@ class Tagger:
             start += len(chunks)
         votes = self.exemplar_votes_for(doc_vectors)
         text_sims = self._search(vectors)
-        neighbours = self._search_example_chunks(vectors)
+        neighbours = self.search_example_chunks(vectors)
         out: list[Evidence | None] = []
         for row, (doc, sections, chunks) in enumerate(zip(docs, per_doc_sections, per_doc, strict=True)):
             a, b = spans[row]
