@@ -112,6 +112,12 @@ def test_round_trip_with_example_chunks_and_their_errors(fake_built_index: TagIn
     (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IndexError_, match=r"example_chunks\.faiss does not match the manifest"):
         load_index(tmp_path / "ix")
+    manifest["examples"][1]["chunks"] = -3
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexError_, match=r"malformed.*negative number of chunks"):
+        load_index(tmp_path / "ix")
+    manifest["examples"][1]["chunks"] = 3
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
     (tmp_path / "ix" / EXAMPLE_CHUNK_VECTORS).unlink()
     with pytest.raises(IndexError_, match=r"example_chunks\.faiss is missing"):
         load_index(tmp_path / "ix")
