@@ -61,6 +61,9 @@ def decision_is_close(values: np.ndarray, settings: ScoringSettings, policy: Ada
     # a tag near the threshold: a little more evidence would add or drop it
     if any(bool(np.any(np.abs(order[: k + 1] - c) < band)) for c in cuts):
         return True
+    # no tag clears the cut and the best is given anyway (min_tags): the runner-up could swap in
+    if settings.min_tags and order[0] < cut and len(order) > 1 and order[0] - order[1] < band:
+        return True
     # the cap of three: a 4th tag above the cut, close behind the 3rd, could swap in
     return len(order) > k and order[k] >= cut - band and order[k - 1] - order[k] < band
 

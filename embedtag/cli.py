@@ -243,10 +243,13 @@ def batch(
               help="Chunks embedded per README [default: 12]; fewer is faster (curve in benchmarks/speed.md).")
 @click.option("--max-tokens", type=click.IntRange(16, 256), default=None,
               help="Model tokens per chunk [default: 64; the bundled model reads at most 256].")
+@click.option("--min-tags", type=click.IntRange(0, 3), default=None,
+              help="Tags every README with text gets, its best ones, even below the threshold [default: 1; "
+                   "0: none when nothing clears it].")
 def build_index_cmd(
     tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None,
     exemplars_path: str | None, adapter_path: str | None, out: str, max_chunks: int | None,
-    max_tokens: int | None,
+    max_tokens: int | None, min_tags: int | None,
 ) -> None:
     """Embed tag names and glosses once into a FAISS index."""
     from dataclasses import replace
@@ -259,6 +262,8 @@ def build_index_cmd(
         settings = replace(settings, max_chunks=max_chunks)
     if max_tokens is not None:
         settings = replace(settings, max_tokens=max_tokens)
+    if min_tags is not None:
+        settings = replace(settings, min_tags=min_tags)
     try:
         index = build(tags_path, glosses_path, model, out, examples_path, settings, exemplars_path, adapter_path)
     except EmbedtagError as exc:
@@ -360,7 +365,7 @@ def info(index: str | None) -> None:
         f"exemplars   {len(idx.exemplar_tags)}" + (f" from {idx.exemplar_source}" if idx.exemplar_source else ""),
         f"adapter     {_describe_adapter(idx.adapter)}",
         f"chunks      {s.max_chunks} x {s.max_tokens} tokens",
-        f"thresholds  score >= {s.threshold}, within {s.margin} of the best, at most {s.max_tags} tags"
+        f"thresholds  score >= {s.threshold}, within {s.margin} of the best, {s.min_tags} to {s.max_tags} tags"
         + (" (used without a ranker)" if s.ranker else ""),
         f"calibrated  {_describe_ranker(s)}",
     ]

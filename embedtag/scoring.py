@@ -16,6 +16,9 @@ class ScoringSettings:
     """Every knob of scoring; stored in the index manifest so a result can be reproduced."""
 
     max_tags: int = 3
+    # like the LLM it replaces, give every README with text at least this many tags (its best ones)
+    # even when none clears the threshold; 0 lets a README get none (with a reason)
+    min_tags: int = 1
     # text: chunks and their weights
     # 12 chunks of 64 tokens: F1 as good as 128-token chunks at 1.4x the speed (benchmarks/speed.md)
     max_tokens: int = 64
@@ -58,6 +61,7 @@ class ScoringSettings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["tag_bias"] = {int(k): float(v) for k, v in data.get("tag_bias", {}).items()}
+        values.setdefault("min_tags", 0)  # indexes written before min_tags existed: as they were
         ranker = data.get("ranker")
         values["ranker"] = Ranker.from_json(ranker) if ranker is not None else None
         return cls(**values)
@@ -403,15 +407,19 @@ def choose_tags(
     for row_chances, row_order in zip(chances, order_by, strict=True):
         best = np.argsort(-row_chances, kind="stable")[:k]
         kept = [int(t) for t in best if row_chances[t] >= ranker.threshold]
+        if len(kept) < settings.min_tags:
+            kept = [int(t) for t in best[: settings.min_tags]]
         chosen.append(sorted(kept, key=lambda t: -row_order[t]))
     return chosen, chances
 
 
 def select_tags(scores: np.ndarray, settings: ScoringSettings, bias: np.ndarray | None = None) -> list[int]:
-    """At most `max_tags` tag positions, best first: above the threshold and near the best."""
+    """At most `max_tags` tag positions, best first: above the threshold and near the best (and
+    at least the best `min_tags`, whatever their scores)."""
     adjusted = scores - bias if bias is not None else scores
     order = np.argsort(-adjusted, kind="stable")[: settings.max_tags]
     if len(order) == 0:
         return []
     best = float(adjusted[order[0]])
-    return [int(i) for i in order if adjusted[i] >= settings.threshold and adjusted[i] >= best - settings.margin]
+    kept = [int(i) for i in order if adjusted[i] >= settings.threshold and adjusted[i] >= best - settings.margin]
+    return kept if len(kept) >= settings.min_tags else [int(i) for i in order[: settings.min_tags]]

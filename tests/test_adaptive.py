@@ -65,6 +65,12 @@ def test_decision_is_close_with_a_ranker() -> None:
     assert decision_is_close(np.array([0.9, 0.8, 0.7, 0.68, 0.0]), settings, policy)
     assert not decision_is_close(np.array([0.9, 0.8, 0.7, 0.5, 0.0]), settings, policy)
     assert not decision_is_close(np.array([]), settings, policy)
+    # no tag reaches the threshold: with min_tags 1 the best is given anyway, so a runner-up close
+    # behind it could swap in; with min_tags 0 nothing is given either way
+    unlikely = np.array([0.2, 0.18, 0.05, 0.0])
+    assert decision_is_close(unlikely, settings, policy)
+    assert not decision_is_close(unlikely, replace(settings, min_tags=0), policy)
+    assert not decision_is_close(np.array([0.2, 0.1, 0.05, 0.0]), settings, policy)
 
 
 def test_decision_is_close_zero_shot_uses_threshold_and_margin() -> None:

@@ -85,7 +85,22 @@ def test_ranker_keeps_likely_tags_and_orders_them_by_score() -> None:
     votes = f32([[0.0, 0.0, 0.0, 3.0]])  # neighbours' votes lift tag 3 to the front
     assert choose_tags(scores, keyword, none, votes, settings)[0] == [[3, 2, 1]]
     assert choose_tags(scores, keyword, none, none, replace(settings, max_tags=1))[0] == [[2]]
-    assert choose_tags(scores, none, none, none, settings)[0] == [[]]
+    # no keyword, so no tag is likely: the best chance is given anyway (min_tags 1, the default),
+    # or nothing with min_tags 0
+    assert choose_tags(scores, none, none, none, settings)[0] == [[0]]
+    assert choose_tags(scores, none, none, none, replace(settings, min_tags=0))[0] == [[]]
+    assert choose_tags(scores, none, none, none, replace(settings, min_tags=2))[0] == [[0, 2]]
+
+
+def test_min_tags_holds_without_a_ranker_and_old_manifests_keep_none() -> None:
+    settings = ScoringSettings(threshold=0.6, margin=0.05)
+    scores = f32([[0.50, 0.40, 0.45]])
+    none = np.zeros_like(scores)
+    assert choose_tags(scores, none, none, none, settings)[0] == [[0]]
+    assert choose_tags(scores, none, none, none, replace(settings, min_tags=0))[0] == [[]]
+    assert choose_tags(scores, none, none, none, replace(settings, min_tags=2))[0] == [[0, 2]]
+    assert ScoringSettings.from_json({"threshold": 0.6}).min_tags == 0  # written before min_tags
+    assert ScoringSettings.from_json(settings.to_json()).min_tags == 1
 
 
 def test_without_a_ranker_examples_add_their_weight() -> None:
@@ -166,7 +181,11 @@ def test_tagger_selects_with_the_ranker_in_the_index(
     assert tagger.settings.ranker == KEYWORD_RANKER
     result = tagger.tag("A Python client for k8s clusters.\n\nIt runs queries and more.")
     assert sorted(t.key for t in result.tags) == ["k8s", "python"]
-    assert tagger.tag("Nothing here names any tag at all, only words.").tags == []
+    nothing = "Nothing here names any tag at all, only words."
+    assert len(tagger.tag(nothing).tags) == 1  # min_tags 1: its best tag, though unlikely
+    strict = Tagger(replace(tagger.index, settings=replace(tagger.settings, min_tags=0)), fake_encoder)
+    empty = strict.tag(nothing)
+    assert empty.tags == [] and empty.reason == "no tag scored above the threshold"
 
 
 def assert_predict_agrees_with_tagger(base: Tagger, index: TagIndex, settings: ScoringSettings) -> None:

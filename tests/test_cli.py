@@ -366,6 +366,23 @@ def test_build_index_chunk_settings_are_stored_and_used(tmp_path: Path) -> None:
     assert run("build-index", "--model", "hashing", "--out", out, "--max-chunks", "0").exit_code == 2
 
 
+def test_build_index_min_tags_is_stored_and_used(tmp_path: Path, readme: Path) -> None:
+    """--min-tags 0 lets a README get no tag (with its reason); 1 (the default) gives its best one."""
+    for min_tags in ("0", "1"):
+        out = tmp_path / f"ix{min_tags}"
+        assert run("build-index", "--model", "hashing", "--out", out, "--min-tags", min_tags).exit_code == 0
+        assert load_index(out).settings.min_tags == int(min_tags)
+        # a threshold no tag reaches, written as a user editing the manifest would
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["settings"]["threshold"] = 0.99
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        result = run("tag", readme, "--index", out, "--model", "hashing")
+        answer = json.loads(result.stdout)
+        assert len(answer["tags"]) == int(min_tags), result.output
+        assert ("reason" in answer) == (min_tags == "0")
+    assert run("build-index", "--model", "hashing", "--out", out, "--min-tags", "4").exit_code == 2
+
+
 def test_build_index_examples_with_unknown_tag(tmp_path: Path) -> None:
     tags = tmp_path / "tags.json"
     tags.write_text(json.dumps([{"id": 1, "name": "k8s"}]))
@@ -411,7 +428,7 @@ def test_info(fake_index_dir: Path) -> None:
     assert lines[1] == "model       hashing (hashing-64), 64 dims"
     assert lines[2] == "tags        7"
     assert "chunks      12 x 64 tokens" in lines
-    assert "thresholds  score >= 0.0, within 0.07 of the best, at most 3 tags" in lines
+    assert "thresholds  score >= 0.0, within 0.07 of the best, 1 to 3 tags" in lines
     assert "calibrated  no (zero-shot selection; 0 tag biases)" in lines
 
 

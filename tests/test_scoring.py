@@ -181,7 +181,8 @@ def test_select_threshold_cuts() -> None:
 
 def test_select_none_when_nothing_clears_the_threshold() -> None:
     scores = f32([0.30, 0.35, 0.20])
-    assert select_tags(scores, ScoringSettings(threshold=0.4, margin=0.5)) == []
+    assert select_tags(scores, ScoringSettings(threshold=0.4, margin=0.5, min_tags=0)) == []
+    assert select_tags(scores, ScoringSettings(threshold=0.4, margin=0.5)) == [1]  # min_tags 1: the best
     assert select_tags(f32([]), ScoringSettings()) == []
 
 

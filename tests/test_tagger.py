@@ -66,9 +66,11 @@ def test_nothing_to_tag(fake_tagger: Tagger) -> None:
 
 
 def test_threshold_from_the_index_settings(fake_index: TagIndex, fake_encoder: HashingEncoder) -> None:
-    strict = Tagger(replace(fake_index, settings=ScoringSettings(threshold=0.99)), fake_encoder)
+    strict = Tagger(replace(fake_index, settings=ScoringSettings(threshold=0.99, min_tags=0)), fake_encoder)
     result = strict.tag(K8S_README, id="x")
     assert result.to_json() == {"id": "x", "tags": [], "reason": "no tag scored above the threshold"}
+    at_least_one = Tagger(replace(fake_index, settings=ScoringSettings(threshold=0.99)), fake_encoder)
+    assert at_least_one.tag(K8S_README, id="x").to_json() == {"id": "x", "tags": ["k8s"]}
 
 
 def test_wide_margin_gives_at_most_three(fake_index: TagIndex, fake_encoder: HashingEncoder) -> None:
@@ -163,7 +165,7 @@ def test_chunk_votes_come_from_the_nearest_chunks_of_labelled_readmes(
     ]
     no_chunks = replace(
         index, examples=[replace(e, chunks=0) for e in index.examples], example_chunk_vectors=None,
-        _faiss_example_chunks=None, settings=tagger.settings,
+        _faiss_example_chunks=None, settings=replace(tagger.settings, min_tags=0),
     )
     plain = Tagger(no_chunks, fake_encoder)
     assert [names(plain.tag(r)) for r in readmes] == [[], []]  # no chunk vectors, no vote
