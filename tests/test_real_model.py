@@ -40,6 +40,10 @@ def test_kubeedge_gets_k8s_and_cloud_native(real_tagger: Tagger) -> None:
     assert list(data) == ["id", "tags"]
     assert_shape(data, "1977")
     assert {"k8s", "cloud-native"} <= set(data["tags"]), data
+    # the README's quickstart says what its first command prints: keep that true
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    promised = readme.split("The first prints `", 1)[1].split("`", 1)[0]
+    assert json.loads(promised) == data
     # every chunk fits the model's window by the model's own tokenizer
     chunks = real_tagger.chunks(Document("1977", read_readme(EXAMPLE_README), EXAMPLE["description"]))
     assert chunks and all(real_tagger.encoder.count_tokens(c.text) <= 128 for c in chunks)
