@@ -122,10 +122,7 @@ def examples_from_index(index: TagIndex) -> ScoredSet | None:
         return None
     position = {tag.id: i for i, tag in enumerate(index.tags)}
     empty = np.zeros((len(index.examples), len(index.tags)), dtype=np.float32)
-    chunk_vectors = None
-    if index.example_chunk_vectors is not None:
-        ends = np.cumsum([e.chunks for e in index.examples])[:-1]
-        chunk_vectors = np.split(index.example_chunk_vectors, ends)
+    chunk_vectors = index.example_chunk_groups() if index.example_chunk_vectors is not None else None
     return ScoredSet(
         ids=[e.id for e in index.examples],
         zero_shot=empty,

@@ -322,11 +322,8 @@ def keep_old_examples(new: TagIndex, old: TagIndex, replaced: set[str]) -> TagIn
     if new.example_vectors is not None:
         vectors.append(new.example_vectors)
     examples = [old.examples[i] for i in keep] + list(new.examples)
-    chunk_vectors = []
-    if old.example_chunk_vectors is not None:
-        ends = np.cumsum([e.chunks for e in old.examples])[:-1]
-        per_example = np.split(old.example_chunk_vectors, ends)
-        chunk_vectors = [per_example[i] for i in keep]
+    per_example = old.example_chunk_groups()
+    chunk_vectors = [per_example[i] for i in keep] if per_example else []
     if new.example_chunk_vectors is not None:
         chunk_vectors.append(new.example_chunk_vectors)
     n_chunks = sum(e.chunks for e in examples)

@@ -144,6 +144,13 @@ class TagIndex:
             self._faiss_example_chunks = _flat_index(self.example_chunk_vectors)
         return self._faiss_example_chunks
 
+    def example_chunk_groups(self) -> list[np.ndarray]:
+        """Each example's own chunk vectors (empty lists without chunk vectors)."""
+        if self.example_chunk_vectors is None:
+            return []
+        ends = np.cumsum([e.chunks for e in self.examples])[:-1]
+        return np.split(self.example_chunk_vectors, ends)
+
     def example_chunk_owners(self) -> np.ndarray:
         """For each example chunk vector, the row of its example."""
         return np.repeat(np.arange(len(self.examples)), [e.chunks for e in self.examples])
