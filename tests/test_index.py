@@ -383,13 +383,15 @@ def test_vectors_that_do_not_match_the_manifest(fake_index_dir: Path, tmp_path: 
 def test_encoder_of_another_dimension_is_refused(fake_index: TagIndex) -> None:
     with pytest.raises(IndexError_) as exc:
         Tagger(fake_index, HashingEncoder(dimension=32))
-    assert_clear(exc, "64-dim vectors from hashing", "gives 32")
+    assert_clear(exc, "64-dim vectors from hashing", "gives 32", "pass the --model it was built with (hashing)")
 
 
 def test_encoder_with_another_fingerprint_is_refused(fake_index: TagIndex) -> None:
     with pytest.raises(IndexError_) as exc:
         Tagger(fake_index, HashingEncoder(name="other"))
-    assert_clear(exc, "built with model hashing (hashing-64)", "in use is other (other-64)")
+    assert_clear(
+        exc, "built with model hashing (hashing-64)", "in use is other (other-64)", "--model it was built with"
+    )
 
 
 def test_the_right_encoder_is_accepted(fake_index: TagIndex) -> None:
