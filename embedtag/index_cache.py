@@ -3,10 +3,11 @@ else an index built for that list on the fly, kept in memory (LRU) and on disk.
 
 A prompt carries its own tag list. Building an index for it means embedding its tag texts
 (curated glosses for names embedtag knows, generated ones for the rest): a few seconds for 90
-tags on 2 cores, so it is done once per list. The key is a fingerprint of the list's ids and
-names (and any glosses/aliases it carries), independent of their order. Two requests for the
-same new list at the same time build it once: the second waits on a per-fingerprint lock and
-then finds it in memory.
+tags on 2 cores, so it is done once per list. What the shipped index learned (exemplars,
+labelled examples, the ranker) carries over to the tags the list shares with it (`transfer`).
+The key is a fingerprint of the list's ids and names (and any glosses/aliases it carries),
+independent of their order. Two requests for the same new list at the same time build it once:
+the second waits on a per-fingerprint lock and then finds it in memory.
 """
 
 from __future__ import annotations
@@ -17,27 +18,22 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from embedtag.encoders import Encoder, cache_home
 from embedtag.errors import EmbedtagError
-from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, load_glosses, tag_texts
 from embedtag.index import TagIndex, build_index, load_index, texts_fingerprint
-from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger
 from embedtag.tags import Tag
+from embedtag.transfer import MIN_SHARED, carried_glosses, id_map, transfer, without_learning
 
 DEFAULT_MAX_ENTRIES = 32
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 # Where an index was found: the shipped one, the memory LRU, the disk cache, or built now.
 SHIPPED, MEMORY, DISK, BUILT = "shipped", "memory", "disk", "built"
-
-# Hook for more evidence on a freshly built index (e.g. exemplar prototypes whose tag names match).
-Enricher = Callable[[TagIndex, Tagger], TagIndex]
-
 
 def list_fingerprint(tags: list[Tag]) -> str:
     """Ids and names as spelled (plus any glosses/aliases), in id order: the same list in another
@@ -46,37 +42,19 @@ def list_fingerprint(tags: list[Tag]) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def transfer_exemplars(source: TagIndex, target: TagIndex) -> TagIndex:
-    """`target` plus the exemplars of `source` that stand under a tag `target`'s list also has
-    (matched by trimmed name; ids mapped to the new list's). Their vectors are reused, not
-    re-encoded; an exemplar none of whose tags is in the new list is left out."""
-    if source.exemplar_vectors is None or not source.exemplar_tags:
-        return target
-    new_id = {tag.key.casefold(): tag.id for tag in target.tags}
-    old_key = {tag.id: tag.key.casefold() for tag in source.tags}
-    rows: list[int] = []
-    labels: list[tuple[int, ...]] = []
-    for row, ids in enumerate(source.exemplar_tags):
-        mapped = tuple(new_id[old_key[t]] for t in ids if old_key.get(t) in new_id)
-        if mapped:
-            rows.append(row)
-            labels.append(mapped)
-    if not rows:
-        return target
-    vectors = source.exemplar_vectors[rows]
-    return replace(target, exemplar_tags=labels, exemplar_vectors=vectors, exemplar_source=source.exemplar_source)
-
-
 def default_cache_dir() -> Path:
     """$EMBEDTAG_HOME/indexes, else ~/.cache/embedtag/indexes (the cache home the ONNX export uses)."""
     return cache_home() / "indexes"
 
 
-def index_bytes(index: TagIndex) -> int:
-    """Roughly what an index holds in memory: its vectors twice (array + FAISS copy) and its texts."""
-    vectors = index.text_vectors.nbytes + (index.example_vectors.nbytes if index.example_vectors is not None else 0)
-    vectors += index.exemplar_vectors.nbytes if index.exemplar_vectors is not None else 0
-    vectors += index.example_chunk_vectors.nbytes if index.example_chunk_vectors is not None else 0
+def index_bytes(index: TagIndex, shared_with: TagIndex | None = None) -> int:
+    """Roughly what an index holds in memory: its vectors twice (array + FAISS copy) and its texts;
+    arrays it shares with `shared_with` (the shipped index's examples) are not counted."""
+    shared = () if shared_with is None else (
+        shared_with.example_vectors, shared_with.example_chunk_vectors, shared_with.exemplar_vectors
+    )
+    arrays = [index.text_vectors, index.example_vectors, index.example_chunk_vectors, index.exemplar_vectors]
+    vectors = sum(a.nbytes for a in arrays if a is not None and not any(a is s for s in shared))
     return 2 * vectors + sum(len(t.text) for t in index.texts) + 200 * len(index.tags)
 
 
@@ -102,7 +80,7 @@ class IndexCache:
         glosses: dict[str, TagGlosses] | None = None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
-        enrich: Enricher | None = None,
+        min_shared: float = MIN_SHARED,
         on_evict: Callable[[str, Tagger], None] | None = None,
         use_disk: bool = True,
     ) -> None:
@@ -114,15 +92,10 @@ class IndexCache:
         self._glosses = glosses
         self.max_entries = max(1, max_entries)
         self.max_bytes = max_bytes
-        # by default a new list gets the shipped exemplars whose tag names it shares
-        self.enrich = enrich if enrich is not None else (lambda index, _tagger: transfer_exemplars(base.index, index))
+        # a list sharing at least this share of its tags with the shipped one keeps its ranker and
+        # examples (above 1: every other list scores zero-shot plus the exemplars of shared tags)
+        self.min_shared = min_shared
         self.on_evict = on_evict
-        # a list's own index scores zero-shot (no ranker, biases or examples were fitted for it),
-        # plus the exemplars' vote where it has exemplars
-        exemplar_weight = EXEMPLAR_WEIGHT if base.index.exemplar_vectors is not None else 0.0
-        self.settings: ScoringSettings = replace(
-            base.settings, example_weight=0.0, tag_bias={}, ranker=None, exemplar_weight=exemplar_weight
-        )
         self.stats = CacheStats()
         self._entries: OrderedDict[str, tuple[Tagger, int]] = OrderedDict()
         self._bytes = 0
@@ -153,8 +126,10 @@ class IndexCache:
             found = self._from_memory(fingerprint)
             if found is not None:
                 return found, MEMORY
-            tagger, source = self._load_or_build(fingerprint, tags)
-            self._remember(fingerprint, tagger)
+            base = self.base
+            tagger, source = self._load_or_build(fingerprint, tags, base)
+            if self.base is base:  # not rebased meanwhile: a tagger from the old base is not kept
+                self._remember(fingerprint, tagger)
         with self._lock:
             self._building.pop(fingerprint, None)
         return tagger, source
@@ -173,35 +148,39 @@ class IndexCache:
         model = hashlib.sha256(self.encoder.fingerprint().encode("utf-8")).hexdigest()[:8]
         return self.cache_dir / f"{fingerprint}-{model}"
 
-    def _load_or_build(self, fingerprint: str, tags: list[Tag]) -> tuple[Tagger, str]:
+    def _load_or_build(self, fingerprint: str, tags: list[Tag], base: Tagger) -> tuple[Tagger, str]:
         ordered = sorted(tags, key=lambda t: t.id)
         directory = self._directory(fingerprint)
+        # a tag spelt another way (`kubernetes` for `k8s`) is the shipped tag, curated glosses and all
+        mapping = id_map(base.index.tags, ordered, {key: g.expansion for key, g in self.glosses.items()})
+        glosses = carried_glosses(base.index.tags, ordered, mapping, self.glosses)
+        # the disk keeps only the list's embedded texts (the costly part); what the shipped index
+        # learned is transferred on every load, so a recalibrated shipped index is never stale here
+        own, source = None, BUILT
         if self.use_disk and (directory / "manifest.json").is_file():
-            expected = texts_fingerprint(tag_texts(ordered, self.glosses))
+            expected = texts_fingerprint(tag_texts(ordered, glosses))
             try:
-                index = load_index(directory)
-                if index.texts_fingerprint == expected and index.settings == self.settings:
-                    tagger = Tagger(index, self.encoder)
-                    with self._lock:
-                        self.stats.disk_hits += 1
-                    return tagger, DISK
+                loaded = load_index(directory)
+                if loaded.texts_fingerprint == expected:
+                    own, source = loaded, DISK
             except EmbedtagError:
                 pass  # corrupt, stale or another model's: rebuilt below and written over
-        index = build_index(ordered, self.glosses, self.encoder, self.settings)
-        tagger = Tagger(index, self.encoder)
-        if self.enrich is not None:
-            index = self.enrich(index, tagger)
-            tagger = Tagger(index, self.encoder)
-        if self.use_disk:
-            # a read-only or full cache home costs the next process a rebuild, nothing more
-            with contextlib.suppress(OSError):
-                index.save(directory)
+        if own is None:
+            own = without_learning(build_index(ordered, glosses, self.encoder))
+            if self.use_disk:
+                # a read-only or full cache home costs the next process a rebuild, nothing more
+                with contextlib.suppress(OSError):
+                    own.save(directory)
+        tagger = Tagger(transfer(base.index, own, self.min_shared, mapping), self.encoder)
         with self._lock:
-            self.stats.builds += 1
-        return tagger, BUILT
+            if source == DISK:
+                self.stats.disk_hits += 1
+            else:
+                self.stats.builds += 1
+        return tagger, source
 
     def _remember(self, fingerprint: str, tagger: Tagger) -> None:
-        size = index_bytes(tagger.index)
+        size = index_bytes(tagger.index, shared_with=self.base.index)
         evicted: list[tuple[str, Tagger]] = []
         with self._lock:
             self._entries[fingerprint] = (tagger, size)
@@ -214,6 +193,19 @@ class IndexCache:
         if self.on_evict is not None:
             for old, old_tagger in evicted:
                 self.on_evict(old, old_tagger)
+
+    def rebase(self, base: Tagger) -> None:
+        """Answer from a new shipped index (POST /admin/reload): lists in memory were derived from
+        the old one's ranker and examples, so they are dropped (the disk keeps only their texts)."""
+        with self._lock:
+            self.base = base
+            self.base_fingerprint = list_fingerprint(base.index.tags)
+            dropped = list(self._entries.items())
+            self._entries.clear()
+            self._bytes = 0
+        if self.on_evict is not None:
+            for fingerprint, (tagger, _size) in dropped:
+                self.on_evict(fingerprint, tagger)
 
     def info(self) -> dict[str, int]:
         """Counters and the memory held, for /health."""

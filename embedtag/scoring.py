@@ -152,6 +152,9 @@ class Ranker:
     # per tag id: how much more (or less) often annotators pick the tag than its evidence says;
     # fitted only for tags with labelled examples, so a tag without any competes on evidence alone
     tag_bias: dict[int, float] = field(default_factory=dict)
+    # ids of the tags it was fitted with (None: every tag of its index). A tag outside them is new
+    # to it (a list it was carried over to, `embedtag/transfer.py`): see `lift_new_tags`
+    fitted_tags: tuple[int, ...] | None = None
 
     def bias_vector(self, tag_ids: Sequence[int] | None, n_tags: int) -> np.ndarray:
         if tag_ids is None or not self.tag_bias:
@@ -174,6 +177,7 @@ class Ranker:
             "threshold": round(self.threshold, 6),
             "order_example_weight": self.order_example_weight,
             "tag_bias": {str(k): round(v, 6) for k, v in sorted(self.tag_bias.items())},
+            **({"fitted_tags": list(self.fitted_tags)} if self.fitted_tags is not None else {}),
         }
 
     @classmethod
@@ -187,6 +191,7 @@ class Ranker:
             threshold=float(data["threshold"]),
             order_example_weight=float(data.get("order_example_weight", 0.1)),
             tag_bias={int(k): float(v) for k, v in data.get("tag_bias", {}).items()},
+            fitted_tags=tuple(int(t) for t in data["fitted_tags"]) if "fitted_tags" in data else None,
         )
 
 
@@ -391,7 +396,7 @@ def choose_tags(
     values they were selected on (the ranker's chances, else the combined scores).
 
     `scores` are zero-shot scores with any tag bias already taken off; `tag_ids` (the index's
-    tag ids, in column order) place the ranker's per-tag biases.
+    tag ids, in column order) place the ranker's per-tag biases and mark the tags new to it.
     """
     ranker = settings.ranker
     if ranker is None:
@@ -401,6 +406,11 @@ def choose_tags(
         return [select_tags(row, settings) for row in combined], combined
     features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples)
     chances = ranker.probabilities(features, ranker.bias_vector(tag_ids, scores.shape[1]))
+    if ranker.fitted_tags is not None and tag_ids is not None:
+        fitted = set(ranker.fitted_tags)
+        new = np.array([t not in fitted for t in tag_ids])
+        if new.any():
+            chances = lift_new_tags(chances, scores, new, settings)
     order_by = scores + ranker.order_example_weight * examples
     k = min(settings.max_tags, scores.shape[1])
     chosen = []
@@ -411,6 +421,21 @@ def choose_tags(
             kept = [int(t) for t in best[: settings.min_tags]]
         chosen.append(sorted(kept, key=lambda t: -row_order[t]))
     return chosen, chances
+
+
+def lift_new_tags(chances: np.ndarray, scores: np.ndarray, new: np.ndarray, settings: ScoringSettings) -> np.ndarray:
+    """Chances with the `new` tags (ones the ranker was not fitted with: new to a list it was
+    carried over to) raised to the ranker's threshold where the zero-shot rule keeps them (among
+    the best `max_tags` scores, above `threshold`, within `margin` of the best).
+
+    Such a tag has no labelled examples, votes or bias, so the ranker alone would never pick it;
+    at the threshold it is kept after the tags the ranker is surer of.
+    """
+    assert settings.ranker is not None
+    best = scores.max(axis=1, keepdims=True)
+    kept = (_ranks(scores) < settings.max_tags) & (scores >= settings.threshold) & (scores >= best - settings.margin)
+    lifted: np.ndarray = np.where(new[None, :] & kept, np.maximum(chances, settings.ranker.threshold), chances)
+    return lifted
 
 
 def select_tags(scores: np.ndarray, settings: ScoringSettings, bias: np.ndarray | None = None) -> list[int]:

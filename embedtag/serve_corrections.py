@@ -72,6 +72,9 @@ class CorrectionService:
             new = Tagger(load_index(path), self.tagger.encoder)
             self.batcher.tagger = new  # atomic: the next batch uses the new index
             self.app.state.tagger = new
+            cache = getattr(self.app.state, "index_cache", None)
+            if cache is not None:  # other tag lists carry the new index's ranker and examples over
+                cache.rebase(new)
             self.reloads += 1
             return {
                 "reloaded": True,

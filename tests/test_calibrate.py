@@ -18,6 +18,7 @@ from embedtag.calibrate import (
     predict,
 )
 from embedtag.encoders import HashingEncoder
+from embedtag.exemplars import Exemplar
 from embedtag.index import TagIndex, load_index
 from embedtag.records import LabelledRecord
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings, choose_tags, ranker_features
@@ -37,6 +38,17 @@ def topic_records() -> list[LabelledRecord]:
         LabelledRecord(Document(f"{tag}-{n}", f"Project {n} is {text}. Release {n} adds {other}.", ""), (tag,))
         for n, (tag, text) in enumerate(list(TOPICS.items()) * 3)
         for other in [TOPICS[list(TOPICS)[(n + 1) % len(TOPICS)]]]
+    ]
+
+
+def topic_exemplars() -> list[Exemplar]:
+    """One-line descriptions under the fake tags (one with two tags)."""
+    return [
+        Exemplar("Kubernetes operator for pods on clusters", ("k8s",)),
+        Exemplar("SQL database engine with tables", ("database",)),
+        Exemplar("Video game with levels and players", ("game",)),
+        Exemplar("Command-line tool for the terminal", ("cli",)),
+        Exemplar("Terminal tool that manages Kubernetes pods", ("cli", "k8s")),
     ]
 
 
@@ -294,15 +306,8 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
     """The same agreement with exemplar votes and per-tag biases in the ranker."""
     from embedtag.build import with_examples, with_exemplars
     from embedtag.calibrate import score_labelled
-    from embedtag.exemplars import Exemplar
 
-    exemplars = [
-        Exemplar("Kubernetes operator for pods on clusters", ("k8s",)),
-        Exemplar("SQL database engine with tables", ("database",)),
-        Exemplar("Video game with levels and players", ("game",)),
-        Exemplar("Command-line tool for the terminal", ("cli",)),
-        Exemplar("Terminal tool that manages Kubernetes pods", ("cli", "k8s")),
-    ]
+    exemplars = topic_exemplars()
     records = topic_records()
     base = Tagger(with_exemplars(fake_index, fake_encoder, exemplars), fake_encoder)
     scored = score_labelled(base, records)
@@ -313,3 +318,24 @@ def test_vectorised_predictions_with_exemplars_equal_what_the_tagger_outputs(
         replace(base.index, settings=settings), base, records, scored.doc_vectors, scored.chunk_vectors
     )
     assert_predict_agrees_with_tagger(base, index, settings)
+
+
+def test_tags_new_to_the_ranker_are_lifted_to_its_threshold_where_the_zero_shot_rule_keeps_them() -> None:
+    from embedtag.scoring import lift_new_tags
+
+    settings = ScoringSettings(threshold=0.0, margin=0.07, ranker=Ranker({}, 0.0, threshold=0.4))
+    chances = f32([[0.9, 0.1, 0.05, 0.2, 0.6]])
+    scores = f32([[0.50, 0.48, 0.30, 0.47, 0.49]])
+    new = np.array([False, True, True, False, True])
+    lifted = lift_new_tags(chances, scores, new, settings)
+    # tag 1 is within the margin and among the best three: lifted; tag 2 is far behind; tag 3 is
+    # one the ranker knows (its chance stands); tag 4's chance is already above the threshold
+    np.testing.assert_allclose(lifted, [[0.9, 0.4, 0.05, 0.2, 0.6]], rtol=1e-6)
+    ids = [10, 11, 12, 13, 14]
+    zeros = 0 * scores
+    knows_all = replace(settings, ranker=KEYWORD_RANKER)
+    assert 11 not in [ids[t] for t in choose_tags(scores, zeros, zeros, zeros, knows_all, tag_ids=ids)[0][0]]
+    knows_some = replace(settings, ranker=replace(KEYWORD_RANKER, fitted_tags=(10, 13)))
+    assert 11 in [ids[t] for t in choose_tags(scores, zeros, zeros, zeros, knows_some, tag_ids=ids)[0][0]]
+    assert Ranker.from_json(knows_some.ranker.to_json()) == knows_some.ranker  # type: ignore[union-attr]
+    assert "fitted_tags" not in KEYWORD_RANKER.to_json()  # old manifests read back as they were

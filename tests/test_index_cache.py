@@ -146,7 +146,7 @@ def test_tag_list_entries_with_glosses_are_their_own_list(cache: IndexCache) -> 
 def test_a_new_list_gets_the_shipped_exemplars_of_the_tags_it_shares(fake_tagger: Tagger, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from embedtag.index_cache import transfer_exemplars
+    from embedtag.transfer import transfer_exemplars
 
     ids = {t.key: t.id for t in fake_tagger.index.tags}
     rows = [(ids["k8s"],), (ids["database"], ids["cli"]), (ids["game"],), (ids["3d"],)]

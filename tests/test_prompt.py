@@ -266,6 +266,22 @@ def test_cli_answers_the_seed_prompt(tmp_path: Path) -> None:
     assert run("tag", "--prompt", "-", input=SEED).stdout == result.stdout
 
 
+@pytest.mark.slow
+def test_an_edited_tag_list_keeps_the_shipped_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's list plus one tag is another list (an index is built for it), yet it keeps the
+    shipped ranker and examples: the seed prompt gets the shipped answer, not a zero-shot one."""
+    monkeypatch.setenv("EMBEDTAG_HOME", str(tmp_path / "home"))
+    parsed = parse_prompt(SEED)
+    tag_list = json.dumps([t.to_json() for t in parsed.tags] + [{"id": 500, "name": "knitting"}])
+    path = tmp_path / "edited.txt"
+    path.write_text(seed_form(parsed.description, parsed.readme, parsed.id, tag_list), encoding="utf-8")
+    edited = run("tag", "--prompt", path)
+    assert edited.exit_code == 0, edited.output
+    assert any((tmp_path / "home" / "indexes").glob("*/manifest.json"))  # built for the edited list
+    assert edited.stdout == run("tag", "--prompt", "-", input=SEED).stdout
+    assert json.loads(edited.stdout)["tags"] == ["k8s", "cloud-native"]
+
+
 def test_cli_prompt_with_its_own_tag_list(
     fake_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

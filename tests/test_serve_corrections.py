@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -9,8 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from embedtag.corrections import CorrectionStore
+from embedtag.index import load_index
+from embedtag.prompt import parse_prompt
+from tests.test_prompt import seed_form
 from tests.test_serve import DOCS, index_dir, serve_process  # noqa: F401 - index_dir is a fixture
 
 pytestmark = pytest.mark.allow_network  # loopback only: the server under test
@@ -21,9 +26,19 @@ def test_feedback_changes_the_tags_after_calibrate_and_reload(index_dir: Path, t
     subprocess.run(["cp", "-r", str(index_dir), str(index)], check=True)
     store = tmp_path / "store.sqlite3"
     doc = DOCS[2]  # the SQL database README
+    # the index's tag list plus one: another list, which carries over what the index learned
+    edited_list = json.dumps([t.to_json() for t in load_index(index).tags] + [{"id": 900, "name": "knitting"}])
+    prompt = seed_form(str(doc["description"]), str(doc["readme"]), str(doc["id"]), edited_list)
+
+    def ask_edited(url: str) -> list[str]:
+        llm = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        answer = llm.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+        return list(json.loads(answer.choices[0].message.content or "{}")["tags"])
+
     with serve_process(index, "--store", str(store)) as url, httpx.Client(base_url=url, timeout=60) as client:
         before = client.post("/tag", json=doc).json()["tags"]
         assert before and "game" not in before
+        assert ask_edited(url) == before
         # refers to the record just tagged by its id: no need to send the README again
         posted = client.post("/feedback", json={"id": doc["id"], "core": ["game", "cli"]})
         assert posted.status_code == 201, posted.text
@@ -33,6 +48,10 @@ def test_feedback_changes_the_tags_after_calibrate_and_reload(index_dir: Path, t
         unknown = client.post("/feedback", json={"id": "never-seen", "core": ["game"]})
         assert unknown.status_code == 422 and "send the text" in unknown.json()["message"]
         assert CorrectionStore(store).get(str(doc["id"])) is not None
+        # the same correction for the text the edited-list prompt gives (it reads as one description)
+        parsed = parse_prompt(prompt)
+        as_prompted = {"id": "db-prompt", "description": parsed.description, "readme": parsed.readme}
+        assert client.post("/feedback", json={**as_prompted, "core": ["game", "cli"]}).status_code == 201
 
         calibrated = subprocess.run(
             [sys.executable, "-m", "embedtag", "calibrate", "--from-store", "--index", str(index),
@@ -50,9 +69,10 @@ def test_feedback_changes_the_tags_after_calibrate_and_reload(index_dir: Path, t
             reloaded = client.post("/admin/reload")
             statuses = [f.result() for f in during]
         assert reloaded.status_code == 200, reloaded.text
-        assert reloaded.json()["examples"] == 1
+        assert reloaded.json()["examples"] == 2
         assert statuses == [200] * 60  # no request dropped while the index was swapped
         assert client.post("/tag", json=doc).json()["tags"] == ["game", "cli"]
+        assert ask_edited(url) == ["game", "cli"]  # the edited list follows the reloaded index
         assert client.post("/tag", json=DOCS[6]).json()["tags"] == client.post("/tag", json=DOCS[6]).json()["tags"]
         assert client.get("/health").json()["status"] == "ok"
 
