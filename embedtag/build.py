@@ -22,11 +22,12 @@ from embedtag.encoders.adapter import (
 from embedtag.errors import InputError
 from embedtag.exemplars import EXEMPLAR_WEIGHT, Exemplar, read_exemplars
 from embedtag.glosses import load_glosses, tag_texts
-from embedtag.index import Example, TagIndex, build_index
+from embedtag.index import Example, TagIndex, build_index, load_index
 from embedtag.records import LabelledRecord, read_labelled
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
+from embedtag.transfer import MIN_SHARED, carried_glosses, id_map, transfer
 
 
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -110,17 +111,36 @@ def build(
     settings: ScoringSettings | None = None,
     exemplars_path: str | Path | None = None,
     adapter_path: str | Path | None = None,
+    carry_over: str | Path | None = None,
 ) -> TagIndex:
     """`embedtag build-index`: embed tag texts (and examples, exemplars) and write the index atomically.
 
     `settings` (chunk sizes...) are stored in the manifest and used by every later `tag`; an
-    adapter (`embedtag train`) is copied into the index, which then always runs with it."""
+    adapter (`embedtag train`) is copied into the index, which then always runs with it.
+    `carry_over`: an index whose exemplars, labelled examples and ranker the new list keeps for
+    the tags it shares with it (`embedtag.transfer`), with its settings and adapter."""
     tags = load_tags(tags_path)
     glosses = load_glosses(glosses_path)
+    source = None
+    if carry_over is not None:
+        if examples_path is not None or adapter_path is not None:
+            raise InputError(
+                "--carry-over keeps that index's examples and adapter; leave out --examples/--adapter "
+                "(to fit on your own labelled READMEs, run `embedtag calibrate` on the new index)"
+            )
+        source = load_index(carry_over)
+        settings = source.settings
     settings = settings or ScoringSettings()
-    adapter = read_adapter(adapter_path) if adapter_path is not None else None
+    adapter = read_adapter(adapter_path) if adapter_path is not None else (source.adapter if source else None)
     encoder = load_encoder(model, max_tokens=max(settings.max_tokens, 128), adapter=adapter)
+    mapping: dict[int, int] = {}
+    if source is not None:
+        source.check_encoder(encoder)  # its vectors must be this model's
+        mapping = id_map(source.tags, tags, {key: g.expansion for key, g in glosses.items()})
+        glosses = carried_glosses(source.tags, tags, mapping, glosses)
     index = build_index(tags, glosses, encoder, settings)
+    if source is not None:
+        index = transfer(source, index, MIN_SHARED, mapping)
     if exemplars_path is not None:
         found = read_exemplars(exemplars_path, {t.key for t in tags})
         index = with_exemplars(index, encoder, found.exemplars, Path(exemplars_path).name)

@@ -246,10 +246,13 @@ def batch(
 @click.option("--min-tags", type=click.IntRange(0, 3), default=None,
               help="Tags every README with text gets, its best ones, even below the threshold [default: 1; "
                    "0: none when nothing clears it].")
+@click.option("--carry-over", "carry_over", type=click.Path(file_okay=False),
+              help="An index (e.g. the shipped one) whose exemplars, labelled examples and ranker the new tag "
+                   "list keeps for the tags it shares with it (README: Each prompt brings its own tag list).")
 def build_index_cmd(
     tags_path: str | None, glosses_path: str | None, model: str | None, examples_path: str | None,
     exemplars_path: str | None, adapter_path: str | None, out: str, max_chunks: int | None,
-    max_tokens: int | None, min_tags: int | None,
+    max_tokens: int | None, min_tags: int | None, carry_over: str | None,
 ) -> None:
     """Embed tag names and glosses once into a FAISS index."""
     from dataclasses import replace
@@ -257,6 +260,8 @@ def build_index_cmd(
     from embedtag.build import build
     from embedtag.scoring import ScoringSettings
 
+    if carry_over is not None and (max_chunks, max_tokens, min_tags) != (None, None, None):
+        raise UserError("--carry-over keeps that index's settings; leave out --max-chunks/--max-tokens/--min-tags", 2)
     settings = ScoringSettings()
     if max_chunks is not None:
         settings = replace(settings, max_chunks=max_chunks)
@@ -265,7 +270,9 @@ def build_index_cmd(
     if min_tags is not None:
         settings = replace(settings, min_tags=min_tags)
     try:
-        index = build(tags_path, glosses_path, model, out, examples_path, settings, exemplars_path, adapter_path)
+        index = build(
+            tags_path, glosses_path, model, out, examples_path, settings, exemplars_path, adapter_path, carry_over
+        )
     except EmbedtagError as exc:
         raise _fail(exc) from None
     click.echo(
@@ -273,6 +280,11 @@ def build_index_cmd(
         f"{len(index.examples)} examples, {len(index.exemplar_tags)} exemplars, model {index.model_name}",
         err=True,
     )
+    if carry_over is not None:
+        ranker = index.settings.ranker
+        kept = (f"its ranker kept; {len(index.tags) - len(ranker.fitted_tags or ())} tags new to it"
+                if ranker is not None else "no ranker carried (fewer than half the tags shared, or it had none)")
+        click.echo(f"carried over from {carry_over}: {kept}", err=True)
 
 
 @cli.command()
@@ -367,7 +379,7 @@ def info(index: str | None) -> None:
         f"chunks      {s.max_chunks} x {s.max_tokens} tokens",
         f"thresholds  score >= {s.threshold}, within {s.margin} of the best, {s.min_tags} to {s.max_tags} tags"
         + (" (used without a ranker)" if s.ranker else ""),
-        f"calibrated  {_describe_ranker(s)}",
+        f"calibrated  {_describe_ranker(s, [t.id for t in idx.tags])}",
     ]
     click.echo("\n".join(lines))
 
@@ -458,10 +470,14 @@ def _describe_adapter(data: bytes | None) -> str:
             f"({trained.get('pairs', '?')} exemplars, {trained.get('steps', '?')} steps)")
 
 
-def _describe_ranker(settings: ScoringSettings) -> str:
+def _describe_ranker(settings: ScoringSettings, tag_ids: list[int]) -> str:
     if settings.ranker is None:
         return f"no (zero-shot selection; {len(settings.tag_bias)} tag biases)"
-    return f"yes: ranker keeps tags with chance >= {settings.ranker.threshold}"
+    text = f"yes: ranker keeps tags with chance >= {settings.ranker.threshold}"
+    if settings.ranker.fitted_tags is not None:  # carried over to this list (build-index --carry-over)
+        new = len(set(tag_ids) - set(settings.ranker.fitted_tags))
+        text += f"; carried over, {new} tags new to it (kept where the zero-shot rule keeps them)"
+    return text
 
 
 @cli.command("eval")

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run
+from helpers import assert_one_line_error, run
 
 from embedtag.index import load_index
 from embedtag.scoring import RANKER_FEATURES
@@ -112,3 +112,40 @@ def test_batch_accepts_readme_file_like_the_users_example(tmp_path: Path, fake_i
     result = run("batch", tmp_path / "in.jsonl", "--index", fake_index_dir, "--model", "hashing")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["tags"][0] == "database"
+
+
+def test_build_index_carries_a_calibrated_index_over_to_an_edited_list(
+    gold: Path, index_copy: Path, tmp_path: Path
+) -> None:
+    from conftest import FAKE_GLOSSES_JSON, FAKE_TAGS_JSON
+
+    assert run("calibrate", gold, "--index", index_copy, "--model", "hashing").exit_code == 0
+    glosses = tmp_path / "glosses.json"
+    glosses.write_text(FAKE_GLOSSES_JSON)
+    # the same list under other ids, k8s spelt out, one tag more
+    edited = [{"id": t["id"] + 100, "name": "kubernetes" if t["name"] == "k8s" else t["name"]}
+              for t in json.loads(FAKE_TAGS_JSON)] + [{"id": 300, "name": "pixel-art"}]
+    tags = tmp_path / "edited.json"
+    tags.write_text(json.dumps(edited))
+    out = tmp_path / "edited-index"
+    args = ["build-index", "--tags", tags, "--glosses", glosses, "--model", "hashing", "--out", out]
+    result = run(*args, "--carry-over", index_copy)
+    assert result.exit_code == 0, result.output
+    assert "its ranker kept; 1 tags new to it" in result.stderr
+    source, built = load_index(index_copy), load_index(out)
+    assert [e.id for e in built.examples] == [e.id for e in source.examples]
+    assert built.settings.ranker is not None and source.settings.ranker is not None
+    assert built.settings.ranker.weights == source.settings.ranker.weights
+    kubernetes = next(t["id"] for t in edited if t["name"] == "kubernetes")
+    assert {e.core for e in built.examples if e.id.startswith("k8s")} == {(kubernetes,)}
+    assert built.settings.ranker.fitted_tags is not None and 300 not in built.settings.ranker.fitted_tags
+    readme = tmp_path / "r.md"
+    readme.write_text(DOCS["k8s"])
+    tagged = run("tag", readme, "--index", out, "--model", "hashing")
+    assert json.loads(tagged.stdout)["tags"][0] == "kubernetes"
+    assert "carried over, 1 tags new to it" in run("info", "--index", out).stdout
+    # without it, the same list starts from nothing learned
+    plain = run(*args[:-1], tmp_path / "plain")
+    assert plain.exit_code == 0 and load_index(tmp_path / "plain").settings.ranker is None
+    assert_one_line_error(run(*args, "--carry-over", index_copy, "--examples", gold), 1, "--carry-over", "calibrate")
+    assert_one_line_error(run(*args, "--carry-over", index_copy, "--max-chunks", "4"), 2, "--carry-over")
