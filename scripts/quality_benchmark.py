@@ -407,6 +407,10 @@ def main() -> None:
         "- chunks of 128 tokens (12 or 8 per README), 48 x 16 or 64 x 20 instead of 64 x 12; averaging "
         "MiniLM's and all-mpnet-base-v2's evidence in one ranker (no better than mpnet alone, at the cost "
         "of both encoders).",
+        "- a ranker with pairwise products of its evidence features, or fitted listwise (a softmax over each "
+        "README's tags, the count still from the pointwise chances); the exemplars' vote from the description, "
+        "the first chunk or the mean of the chunks' votes as extra features; fp16-rounded example vectors "
+        "(the same F1 as float32).",
         "",
         "What did help, in order of size: the ranker over kNN votes and zero-shot evidence, keyword evidence "
         "(tag name or alias in the description/opening), README cues, the exemplars' votes and per-tag "
