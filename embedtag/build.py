@@ -27,7 +27,7 @@ from embedtag.records import LabelledRecord, read_labelled
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
-from embedtag.transfer import MIN_SHARED, carried_glosses, id_map, transfer
+from embedtag.transfer import MIN_SHARED, match_tags, transfer
 
 
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -136,8 +136,7 @@ def build(
     mapping: dict[int, int] = {}
     if source is not None:
         source.check_encoder(encoder)  # its vectors must be this model's
-        mapping = id_map(source.tags, tags, {key: g.expansion for key, g in glosses.items()})
-        glosses = carried_glosses(source.tags, tags, mapping, glosses)
+        mapping, glosses = match_tags(source.tags, tags, glosses)
     index = build_index(tags, glosses, encoder, settings)
     if source is not None:
         index = transfer(source, index, MIN_SHARED, mapping)

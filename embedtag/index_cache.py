@@ -27,7 +27,7 @@ from embedtag.glosses import TagGlosses, load_glosses, tag_texts
 from embedtag.index import TagIndex, build_index, load_index, texts_fingerprint
 from embedtag.tagger import Tagger
 from embedtag.tags import Tag
-from embedtag.transfer import MIN_SHARED, carried_glosses, id_map, transfer, without_learning
+from embedtag.transfer import MIN_SHARED, match_tags, transfer, without_learning
 
 DEFAULT_MAX_ENTRIES = 32
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -151,9 +151,7 @@ class IndexCache:
     def _load_or_build(self, fingerprint: str, tags: list[Tag], base: Tagger) -> tuple[Tagger, str]:
         ordered = sorted(tags, key=lambda t: t.id)
         directory = self._directory(fingerprint)
-        # a tag spelt another way (`kubernetes` for `k8s`) is the shipped tag, curated glosses and all
-        mapping = id_map(base.index.tags, ordered, {key: g.expansion for key, g in self.glosses.items()})
-        glosses = carried_glosses(base.index.tags, ordered, mapping, self.glosses)
+        mapping, glosses = match_tags(base.index.tags, ordered, self.glosses)
         # the disk keeps only the list's embedded texts (the costly part); what the shipped index
         # learned is transferred on every load, so a recalibrated shipped index is never stale here
         own, source = None, BUILT

@@ -117,23 +117,9 @@ class Tagger:
 
     def without_examples(self) -> Tagger:
         """The same model and tag texts scoring zero-shot (no prototypes, biases or ranker)."""
-        from dataclasses import replace
+        from embedtag.transfer import without_learning
 
-        settings = replace(self.settings, example_weight=0.0, exemplar_weight=0.0, tag_bias={}, ranker=None)
-        return Tagger(
-            replace(
-                self.index,
-                settings=settings,
-                examples=[],
-                example_vectors=None,
-                example_chunk_vectors=None,
-                exemplar_tags=[],
-                exemplar_vectors=None,
-                _faiss_examples=None,
-                _faiss_example_chunks=None,
-            ),
-            self.encoder,
-        )
+        return Tagger(without_learning(self.index), self.encoder)
 
     @classmethod
     def load(cls, index_path: str | Path | None = None, model: str | Path | None = None) -> Tagger:

@@ -82,6 +82,16 @@ def carried_glosses(
     return out
 
 
+def match_tags(
+    source: list[Tag], target: list[Tag], glosses: Mapping[str, TagGlosses]
+) -> tuple[dict[int, int], dict[str, TagGlosses]]:
+    """`id_map` with the gloss file's expansions, and the glosses to embed `target` with
+    (`carried_glosses`): a tag spelt another way (`kubernetes` for `k8s`) is the source tag,
+    curated glosses and all."""
+    mapping = id_map(source, target, {key: g.expansion for key, g in glosses.items()})
+    return mapping, carried_glosses(source, target, mapping, glosses)
+
+
 def transfer_exemplars(source: TagIndex, target: TagIndex, mapping: dict[int, int] | None = None) -> TagIndex:
     """`target` plus the exemplars of `source` that stand under a tag `target`'s list also has
     (ids mapped to the new list's by `mapping`, default `id_map`). An exemplar none of whose tags
