@@ -1,8 +1,8 @@
 """Learning from labelled READMEs without a training loop.
 
 Two things come from labelled data: kNN prototypes (each labelled README's vector votes for its
-tags) and a ranker, a logistic layer of ten weights that turns a README's evidence for a tag
-(zero-shot score, its rank, keyword and cue hits, the neighbours' votes) into the chance the tag
+tags) and a ranker, a logistic layer that turns a README's evidence for a tag (zero-shot score,
+its rank, keyword and cue hits, the neighbours' votes: `scoring.RANKER_FEATURES`) into the chance the tag
 is one an annotator would pick. Everything works on precomputed score matrices, so
 cross-validation encodes each README once.
 """
@@ -52,6 +52,7 @@ class ScoredSet:
     # per document: its chunks' vectors and vote weights (None: not kept, no chunk-level votes)
     chunk_vectors: list[np.ndarray] | None = None
     chunk_weights: list[np.ndarray] | None = None
+    form: np.ndarray | None = None  # per tag column: names a project form (TagIndex.form_mask)
 
     def subset(self, rows: Sequence[int]) -> ScoredSet:
         rows = list(rows)
@@ -67,6 +68,7 @@ class ScoredSet:
             self.tag_ids,
             [self.chunk_vectors[i] for i in rows] if self.chunk_vectors is not None else None,
             [self.chunk_weights[i] for i in rows] if self.chunk_weights is not None else None,
+            self.form,
         )
 
 
@@ -113,6 +115,7 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
         tag_ids=tuple(tag.id for tag in index.tags),
         chunk_vectors=chunk_vectors,
         chunk_weights=chunk_weights,
+        form=index.form_mask(),
     )
 
 
@@ -133,6 +136,7 @@ def examples_from_index(index: TagIndex) -> ScoredSet | None:
         also=[tuple(position[t] for t in e.also if t in position) for e in index.examples],
         tag_ids=tuple(tag.id for tag in index.tags),
         chunk_vectors=chunk_vectors,
+        form=index.form_mask(),
     )
 
 
@@ -206,7 +210,7 @@ def predict(
         chunk_votes = chunk_example_matrix(scored, examples, settings.chunk_example_k, n_tags, exclude_self)
     return choose_tags(
         scored.zero_shot, scored.keyword, scored.cue, votes, settings, scored.exemplars, scored.tag_ids or None,
-        chunk_votes,
+        chunk_votes, scored.form,
     )
 
 
@@ -247,7 +251,9 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
         chunk_votes = chunk_example_matrix(train, train, settings.chunk_example_k, n_tags, exclude_self=True)
     else:
         votes = np.zeros_like(train.zero_shot)
-    features = ranker_features(train.zero_shot, train.keyword, train.cue, votes, train.exemplars, chunk_votes)
+    features = ranker_features(
+        train.zero_shot, train.keyword, train.cue, votes, train.exemplars, chunk_votes, train.form
+    )
     target = np.zeros((n_docs, n_tags))
     for row, core in enumerate(train.core):
         target[row, list(core)] = 1.0
@@ -271,7 +277,7 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
         trial = replace(settings, ranker=replace(ranker, threshold=threshold))
         chosen = choose_tags(
             train.zero_shot, train.keyword, train.cue, votes, trial, train.exemplars, train.tag_ids or None,
-            chunk_votes,
+            chunk_votes, train.form,
         )[0]
         f1 = micro_f1(chosen, train.core)
         if f1 > best[0] + 1e-9:

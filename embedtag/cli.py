@@ -372,6 +372,7 @@ def info(index: str | None) -> None:
         f"model       {idx.model_name} ({idx.model_fingerprint}), {idx.dimension} dims",
         f"tags        {len(idx.tags)}",
         f"tag texts   {len(idx.texts)}",
+        "forms       " + (", ".join(t.key for t in idx.tags if t.id in idx.form_tags) or "none (every tag a subject)"),
         f"examples    {len(idx.examples)}"
         + (f" ({sum(e.chunks for e in idx.examples)} chunk vectors)" if idx.example_chunk_vectors is not None else ""),
         f"exemplars   {len(idx.exemplar_tags)}" + (f" from {idx.exemplar_source}" if idx.exemplar_source else ""),

@@ -61,6 +61,10 @@ class TagGlosses:
     # `pip install x` for a library; case-insensitive, multiline
     cues: tuple[str, ...] = field(default=())
     generated: bool = False
+    # the tag says what form a project takes (a library, a CLI, an app...) rather than what it is
+    # about; a README is usually one form, so form tags are ranked against each other
+    # (`scoring.ranker_features`)
+    form: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -70,6 +74,8 @@ class TagGlosses:
         }
         if self.cues:
             data["cues"] = list(self.cues)
+        if self.form:
+            data["form"] = True
         if self.generated:
             data["generated"] = True
         return data
@@ -123,6 +129,9 @@ def _parse_entry(key: str, value: Any, source: str) -> TagGlosses:
             re.compile(cue)
         except re.error as exc:
             raise GlossError(f"{source}: cue {cue!r} of {key!r} is not a valid regular expression ({exc})") from None
+    form = value.get("form", False)
+    if not isinstance(form, bool):
+        raise GlossError(f"{source}: 'form' of {key!r} must be true or false")
     expansion = value.get("expansion") or expand_name(key)
     return TagGlosses(
         expansion=str(expansion),
@@ -130,6 +139,7 @@ def _parse_entry(key: str, value: Any, source: str) -> TagGlosses:
         aliases=tuple(a.strip() for a in aliases if a.strip()),
         cues=tuple(c for c in cues if c),
         generated=bool(value.get("generated", False)),
+        form=form,
     )
 
 
@@ -172,6 +182,7 @@ def resolve_glosses(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[str
                 aliases=tuple(dict.fromkeys([*tag.aliases, *base.aliases])),
                 cues=base.cues,
                 generated=not tag.glosses and base.generated,
+                form=base.form,
             )
         else:
             resolved[tag.key] = known or generate_glosses(tag.key)
@@ -223,3 +234,9 @@ def tag_cues(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[int, list[
     """The README cue patterns of each tag that has any."""
     resolved = resolve_glosses(tags, glosses)
     return {tag.id: list(resolved[tag.key].cues) for tag in tags if resolved[tag.key].cues}
+
+
+def form_tags(tags: list[Tag], glosses: dict[str, TagGlosses]) -> list[int]:
+    """Ids of the tags whose glosses mark them as a project form (`TagGlosses.form`)."""
+    resolved = resolve_glosses(tags, glosses)
+    return [tag.id for tag in tags if resolved[tag.key].form]

@@ -18,7 +18,7 @@ import numpy as np
 from embedtag.encoders import Encoder
 from embedtag.encoders.adapter import ADAPTER_FILE
 from embedtag.errors import IndexError_
-from embedtag.glosses import TagGlosses, TagText, tag_cues, tag_keywords, tag_texts
+from embedtag.glosses import TagGlosses, TagText, form_tags, tag_cues, tag_keywords, tag_texts
 from embedtag.scoring import ScoringSettings
 from embedtag.tags import Tag, tags_fingerprint
 
@@ -102,6 +102,8 @@ class TagIndex:
     settings: ScoringSettings = field(default_factory=ScoringSettings)
     keywords: dict[int, list[str]] = field(default_factory=dict)
     cues: dict[int, list[str]] = field(default_factory=dict)
+    # ids of the tags that name a project form (lib, cli, web-app...: `TagGlosses.form`)
+    form_tags: frozenset[int] = frozenset()
     examples: list[Example] = field(default_factory=list)
     example_vectors: np.ndarray | None = None
     # every example's chunk vectors, example after example (Example.chunks of each)
@@ -128,6 +130,10 @@ class TagIndex:
         """For each text vector, the position of its tag in `tags`."""
         position = {tag.id: i for i, tag in enumerate(self.tags)}
         return np.array([position[t.tag_id] for t in self.texts], dtype=np.int64)
+
+    def form_mask(self) -> np.ndarray:
+        """Per tag, in `tags` order, whether it names a project form."""
+        return np.array([tag.id in self.form_tags for tag in self.tags], dtype=bool)
 
     def faiss_texts(self) -> Any:
         if self._faiss_texts is None:
@@ -195,6 +201,7 @@ class TagIndex:
             "texts": [{"tag_id": t.tag_id, "kind": t.kind, "text": t.text} for t in self.texts],
             "keywords": {str(k): v for k, v in self.keywords.items()},
             "cues": {str(k): v for k, v in self.cues.items()},
+            "form_tags": sorted(self.form_tags),
             "settings": self.settings.to_json(),
             "exemplars": {
                 "source": self.exemplar_source,
@@ -360,6 +367,10 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         adapter_file = ADAPTER_FILE if model.get("adapter") else None
         keywords = {int(k): [str(x) for x in v] for k, v in manifest.get("keywords", {}).items()}
         cues = {int(k): [str(x) for x in v] for k, v in manifest.get("cues", {}).items()}
+        forms = frozenset(int(x) for x in manifest.get("form_tags", []))
+        unknown_forms = sorted(forms - {tag.id for tag in tags})
+        if unknown_forms:
+            raise ValueError(f"form_tags lists ids that are not in its tag list: {unknown_forms}")
         files = manifest.get("files", {})
         if not isinstance(files, dict):
             raise TypeError("'files' must be an object")
@@ -410,6 +421,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         settings=settings,
         keywords=keywords,
         cues=cues,
+        form_tags=forms,
         examples=examples,
         example_vectors=example_vectors,
         example_chunk_vectors=example_chunk_vectors,
@@ -449,5 +461,6 @@ def build_index(
         settings=settings or ScoringSettings(),
         keywords=tag_keywords(tags, glosses),
         cues=tag_cues(tags, glosses),
+        form_tags=frozenset(form_tags(tags, glosses)),
         adapter=getattr(encoder, "adapter", None),
     )

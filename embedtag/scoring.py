@@ -88,6 +88,10 @@ RANKER_FEATURES = (
     "chunk_examples_gap",  # vote minus the README's best vote
     "chunk_examples_first",  # the tag has the best vote
     "chunk_examples_top3",  # the tag is among the three best votes
+    # a README is mostly one project form (lib, cli, web-app...: `TagGlosses.form`) with one or two
+    # subjects: form tags compete with form tags, subjects with subjects
+    "group_gap",  # score minus the best score of the tag's group (forms or subjects)
+    "examples_group_gap",  # neighbours' vote minus the best vote of the tag's group
 )
 
 
@@ -97,6 +101,18 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def group_gap(values: np.ndarray, form: np.ndarray | None) -> np.ndarray:
+    """(docs x tags) values minus the best value of each tag's group: the tags `form` marks, or
+    the others (all one group when `form` is None)."""
+    if form is None or not form.any() or form.all():
+        gap: np.ndarray = values - values.max(axis=1, keepdims=True)
+        return gap
+    out = np.empty_like(values)
+    for members in (form, ~form):
+        out[:, members] = values[:, members] - values[:, members].max(axis=1, keepdims=True)
+    return out
+
+
 def ranker_features(
     scores: np.ndarray,
     keyword: np.ndarray,
@@ -104,8 +120,10 @@ def ranker_features(
     examples: np.ndarray,
     exemplars: np.ndarray | None = None,
     chunk_examples: np.ndarray | None = None,
+    form: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(docs x tags) evidence → (docs x tags x features), in RANKER_FEATURES order."""
+    """(docs x tags) evidence → (docs x tags x features), in RANKER_FEATURES order; `form` marks
+    the tag columns that name a project form (`TagIndex.form_mask`)."""
     rank = _ranks(scores)
     votes_rank = _ranks(examples)
     if exemplars is None:
@@ -132,6 +150,8 @@ def ranker_features(
         chunk_examples - chunk_examples.max(axis=1, keepdims=True),
         (chunk_rank == 0) & (chunk_examples > 0),
         (chunk_rank < 3) & (chunk_examples > 0),
+        group_gap(scores, form),
+        group_gap(examples, form),
     ]
     return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
 
@@ -391,12 +411,14 @@ def choose_tags(
     exemplars: np.ndarray | None = None,
     tag_ids: Sequence[int] | None = None,
     chunk_examples: np.ndarray | None = None,
+    form: np.ndarray | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """The tags for each README (rows of docs x tags evidence), best first, and the per-tag
     values they were selected on (the ranker's chances, else the combined scores).
 
     `scores` are zero-shot scores with any tag bias already taken off; `tag_ids` (the index's
-    tag ids, in column order) place the ranker's per-tag biases and mark the tags new to it.
+    tag ids, in column order) place the ranker's per-tag biases and mark the tags new to it;
+    `form` marks the tags that name a project form.
     """
     ranker = settings.ranker
     if ranker is None:
@@ -404,7 +426,7 @@ def choose_tags(
         if exemplars is not None:
             combined = combined + settings.exemplar_weight * exemplars
         return [select_tags(row, settings) for row in combined], combined
-    features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples)
+    features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples, form)
     chances = ranker.probabilities(features, ranker.bias_vector(tag_ids, scores.shape[1]))
     if ranker.fitted_tags is not None and tag_ids is not None:
         fitted = set(ranker.fitted_tags)

@@ -113,6 +113,7 @@ class Tagger:
         self._example_chunk_owners = index.example_chunk_owners()
         self._exemplar_labels = [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_tags]
         self._tag_ids = [tag.id for tag in index.tags]
+        self._form = index.form_mask()
         self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
 
     def without_examples(self) -> Tagger:
@@ -240,6 +241,7 @@ class Tagger:
             exemplars=ev.exemplars[None, :] if ev.exemplars is not None else None,
             tag_ids=self._tag_ids,
             chunk_examples=ev.chunk_examples[None, :] if ev.chunk_examples is not None else None,
+            form=self._form,
         )
         return picked[0], values[0]
 

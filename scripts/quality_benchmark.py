@@ -151,6 +151,7 @@ def main() -> None:
             tuple(t.id for t in tags),
             chunk_vectors,
             chunk_weights,
+            tagger.index.form_mask(),
         )
 
     def variant(**changes: object) -> Tagger:
@@ -245,6 +246,7 @@ def main() -> None:
     no_exemplars = replace(scored, exemplars=None)
     no_bias = replace(scored, tag_ids=())
     no_chunk_votes = replace(scored, chunk_vectors=None, chunk_weights=None)
+    no_forms = replace(scored, form=None)  # group gaps become the plain gaps
     previous = replace(no_chunk_votes, exemplars=None, tag_ids=())
     cv_rows: dict[str, list[Report]] = {}
     last_final = None
@@ -261,6 +263,7 @@ def main() -> None:
              no_minimum),
             ("(d) shipped minus chunk-level votes", True, True, no_chunk_votes, shipped),
             ("(d) shipped, but a README may get no tag (--min-tags 0)", True, True, scored, no_minimum),
+            ("(d) shipped minus project-form groups (as shipped before them)", True, True, no_forms, shipped),
             ("(d) examples + chunk votes + exemplars + ranker with per-tag biases, at least one tag "
              "(the shipped setting)", True, True, scored, shipped),
             ("(d) the shipped setting with 6 chunks per README", True, True, fewer, shipped),
@@ -361,7 +364,11 @@ def main() -> None:
         "exemplars' vote (scaled to the README's best-voted tag) with whether it is their first or among "
         "their top three, and a chunk-level vote: each README chunk's 30 nearest chunks of labelled "
         "READMEs vote their README's tags (similarity², chunk weights; scaled to the best-voted tag), "
-        "with its gap to the best vote and whether it is first or among the top three. Those seventeen "
+        "with its gap to the best vote and whether it is first or among the top three. Two more features "
+        "let tags compete within their group: the score's and the labelled READMEs' vote's gap to the best "
+        "of the tag's group, where the groups are the project forms (lib, cli, framework, dev-tool, server, "
+        "web-app, desktop-app, mobile-app, learning-resource, sdk: `\"form\": true` in the gloss file) and "
+        "the subjects, since a README is mostly one form with one or two subjects. Those nineteen "
         "weights are shared by all tags; on top, each tag with at least one "
         "labelled example gets a bias of its own, so a tag without examples competes on its evidence alone. "
         "Tags whose fitted chance reaches a threshold (fitted for micro-F1 on the training folds) are kept, "
@@ -400,6 +407,10 @@ def main() -> None:
         "stores, `--help` output, chapters/exercises...) as per-tag ranker features for the form tags (lib, "
         "cli, framework, dev-tool, server, web-app, ...): too many weights for 451 READMEs, no gain over the "
         "README cues already in the zero-shot score;",
+        "- with the project-form groups: thresholds of their own for the first and a second form tag "
+        "(instead of the group gaps); the group gaps of the exemplars' and chunk-level votes too, or "
+        "whether a tag is first in its group; other form sets (adding frontend, backend and api, or dropping "
+        "sdk and learning-resource gained less);",
         "- tag co-occurrence given the README's top tag; per-rank thresholds (first/second/third tag); a "
         "ranker fitted on exemplars as one-line documents (silver labels) for the label-free setting;",
         "- the chunk-level vote of labelled READMEs replacing the README-level vote instead of joining it, "
@@ -414,7 +425,7 @@ def main() -> None:
         "",
         "What did help, in order of size: the ranker over kNN votes and zero-shot evidence, keyword evidence "
         "(tag name or alias in the description/opening), README cues, the exemplars' votes and per-tag "
-        "biases, the mean of a tag's two best texts, the chunk-level vote (rows above).",
+        "biases, the mean of a tag's two best texts, the chunk-level vote, the project-form groups (rows above).",
         "",
     ]
     args.out.write_text("\n".join(text), encoding="utf-8")

@@ -212,7 +212,8 @@ def scored_rows(tagger: Tagger, records: list[LabelledRecord], heads: list[int] 
     return ScoredSet([r.document.id for r in records], zero, keyword, cue, vectors,
                      [tuple(position[t] for t in r.core if t in position) for r in records],
                      [tuple(position[t] for t in r.also if t in position) for r in records],
-                     exemplars, tuple(tag.id for tag in index.tags), chunk_vectors, chunk_weights), tokens
+                     exemplars, tuple(tag.id for tag in index.tags), chunk_vectors, chunk_weights,
+                     index.form_mask()), tokens
 
 
 class Folds:

@@ -198,7 +198,7 @@ FAKE_GLOSSES_JSON = json.dumps(
             "Train neural network models on datasets with gradient descent.",
             "Machine learning model training inference and evaluation.",
         ],
-        "cli": ["A command line tool run from the terminal shell with flags."],
+        "cli": {"glosses": ["A command line tool run from the terminal shell with flags."], "form": True},
         "python": ["A Python library installable with pip for python scripts."],
         "game": ["A video game with players levels sprites and a game engine."],
         "3d": ["Render 3D meshes scenes and shaders with WebGL graphics."],

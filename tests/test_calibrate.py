@@ -83,6 +83,26 @@ def test_features_are_relative_to_the_readme() -> None:
     assert votes[0, :, RANKER_FEATURES.index("examples_gap")].tolist() == pytest.approx([-0.4, -0.6, 0.0, -0.6])
 
 
+def test_group_gap_ranks_forms_among_forms_and_subjects_among_subjects() -> None:
+    scores = f32([[0.5, 0.4, 0.3, 0.1]])
+    votes = f32([[0.2, 0.6, 0.3, 0.0]])
+    form = np.array([True, True, False, False])  # e.g. lib, cli | database, game
+    none = np.zeros_like(scores)
+    features = ranker_features(scores, none, none, votes, form=form)
+    assert features[0, :, RANKER_FEATURES.index("group_gap")].tolist() == pytest.approx([0.0, -0.1, 0.0, -0.2])
+    examples_gap = features[0, :, RANKER_FEATURES.index("examples_group_gap")].tolist()
+    assert examples_gap == pytest.approx([-0.4, 0.0, 0.0, -0.3])
+    # without forms (an index from before them, or a list with none) it is the plain gap
+    for no_forms in (None, np.zeros(4, dtype=bool), np.ones(4, dtype=bool)):
+        plain = ranker_features(scores, none, none, votes, form=no_forms)
+        gap, group = (plain[..., RANKER_FEATURES.index(name)] for name in ("gap", "group_gap"))
+        np.testing.assert_allclose(group, gap)
+    # a ranker that weighs the group gap keeps the best form and the best subject
+    settings = ScoringSettings(ranker=Ranker({"group_gap": 50.0}, intercept=1.0, threshold=0.5))
+    assert choose_tags(scores, none, none, votes, settings, form=form)[0] == [[0, 2]]
+    assert choose_tags(scores, none, none, votes, settings)[0] == [[0]]
+
+
 KEYWORD_RANKER = Ranker({"keyword": 10.0, "score": 5.0}, intercept=-5.0, threshold=0.5, order_example_weight=0.1)
 
 

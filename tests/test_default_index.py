@@ -34,6 +34,8 @@ def stale_differences(manifest: dict[str, Any], tags: list[Tag], glosses: dict[s
     }
     if hasattr(glosses_module, "tag_cues"):  # README cues, where this version has them
         expected["cues"] = {str(k): v for k, v in glosses_module.tag_cues(tags, glosses).items()}
+    if hasattr(glosses_module, "form_tags"):  # project-form tags, where this version has them
+        expected["form_tags"] = sorted(glosses_module.form_tags(tags, glosses))
     problems = []
     for key, value in expected.items():
         if manifest.get(key) != value:
@@ -68,6 +70,8 @@ def test_the_staleness_check_notices_an_edited_gloss(manifest: dict[str, Any]) -
     for what, edited in edits.items():
         problems = stale_differences(manifest, tags, {**glosses, key: edited})
         assert "texts" in problems, what
+    flipped = replace(glosses[key], form=not glosses[key].form)
+    assert stale_differences(manifest, tags, {**glosses, key: flipped}) == ["form_tags"]
     renamed = [Tag(t.id, t.name + "x") if i == 1 else t for i, t in enumerate(tags)]
     assert "tags" in stale_differences(manifest, renamed, glosses)
 

@@ -12,6 +12,7 @@ from embedtag.glosses import (
     TagGlosses,
     TagText,
     expand_name,
+    form_tags,
     generate_glosses,
     glosses_document,
     load_glosses,
@@ -110,6 +111,34 @@ def test_parse_null_fields_mean_none_given() -> None:
 def test_parse_bad_cue_regex() -> None:
     with pytest.raises(GlossError, match="not a valid regular expression"):
         parse_glosses(json.dumps({"k8s": {"glosses": ["x"], "cues": ["(unclosed"]}}))
+
+
+def test_parse_form_flag_and_its_errors() -> None:
+    parsed = parse_glosses(json.dumps({"lib": {"glosses": ["x"], "form": True}, "k8s": ["y"]}))
+    assert parsed["lib"].form is True and parsed["k8s"].form is False
+    assert parse_glosses(json.dumps({"lib": parsed["lib"].to_json()}))["lib"].form is True
+    assert "form" not in parsed["k8s"].to_json()
+    with pytest.raises(GlossError, match="'form' of 'lib' must be true or false"):
+        parse_glosses(json.dumps({"lib": {"glosses": ["x"], "form": "yes"}}))
+
+
+def test_form_tags_follow_the_glosses_and_survive_list_glosses() -> None:
+    glosses = {"lib": TagGlosses("library", ("A library.",), form=True), **FILE}
+    tags = parse_tags(json.dumps([
+        {"id": 1, "name": "lib ", "gloss": "Written by the list."},  # the list's own gloss keeps the flag
+        {"id": 2, "name": "k8s"},
+        {"id": 3, "name": "zz-widget"},  # generated: a subject
+    ]))
+    assert form_tags(tags, glosses) == [1]
+
+
+def test_shipped_form_tags_are_the_project_forms() -> None:
+    tags = load_tags()
+    forms = set(form_tags(tags, load_glosses()))
+    assert sorted(t.key for t in tags if t.id in forms) == [
+        "cli", "desktop-app", "dev-tool", "framework", "learning-resource", "lib", "mobile-app", "sdk", "server",
+        "web-app",
+    ]
 
 
 def test_load_missing_gloss_file(tmp_path: Path) -> None:

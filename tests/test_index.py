@@ -64,6 +64,15 @@ def test_round_trip(fake_built_index: TagIndex, fake_index: TagIndex, fake_index
     assert fake_index.dimension == 64
     assert "python " in [t.name for t in fake_index.tags]  # names verbatim, trailing space kept
     assert fake_index.keywords[11] == ["k8s", "Kubernetes", "kubernetes operator"]
+    assert fake_index.form_tags == {14}  # cli
+    assert fake_index.form_mask().tolist() == [False, False, False, True, False, False, False]
+
+
+def test_an_index_from_before_form_tags_loads_with_none(fake_index_dir: Path, tmp_path: Path) -> None:
+    ix = copy_index(fake_index_dir, tmp_path)
+    write_manifest(ix, {k: v for k, v in read_manifest(ix).items() if k != "form_tags"})
+    loaded = load_index(ix)
+    assert loaded.form_tags == frozenset() and not loaded.form_mask().any()
 
 
 def test_round_trip_with_settings_and_examples(fake_built_index: TagIndex, tmp_path: Path) -> None:
@@ -310,6 +319,8 @@ def test_corrupt_vectors_without_checksum_still_a_clear_error(fake_index_dir: Pa
         pytest.param(lambda m: {**m, "tags": [{"id": "x", "name": "a"}]}, id="bad-tag-id"),
         pytest.param(lambda m: {**m, "texts": [{"tag_id": 11}]}, id="text-without-kind"),
         pytest.param(lambda m: {**m, "keywords": ["k8s"]}, id="keywords-a-list"),
+        pytest.param(lambda m: {**m, "form_tags": [14, 999]}, id="form-tag-not-in-the-list"),
+        pytest.param(lambda m: {**m, "form_tags": ["cli"]}, id="form-tag-not-an-id"),
         pytest.param(lambda m: {**m, "settings": {"tag_bias": {"k8s": 0.1}}}, id="bad-bias"),
         pytest.param(lambda m: {**m, "settings": {"ranker": {"weights": {"score": 1.0}}}}, id="ranker-no-intercept"),
         pytest.param(

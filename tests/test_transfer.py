@@ -136,8 +136,11 @@ def test_another_spelling_of_a_tag_or_of_its_expansion_is_that_tag() -> None:
 
 
 def test_a_respelt_tag_keeps_its_curated_glosses_and_examples(calibrated: Tagger, tmp_path: Path) -> None:
-    tags = [Tag(t.id + 100, "kubernetes" if t.key == "k8s" else t.name) for t in calibrated.index.tags]
+    respelt = {"k8s": "kubernetes", "cli": "command-line tool"}
+    tags = [Tag(t.id + 100, respelt.get(t.key, t.name)) for t in calibrated.index.tags]
     tagger, _ = cache_for(calibrated, tmp_path).tagger_for(tags)
+    # cli is a project form in the fake glosses: so is its other spelling
+    assert tagger.index.form_tags == {next(t.id for t in tags if t.name == "command-line tool")}
     kubernetes = next(t.id for t in tags if t.name == "kubernetes")
     texts = {t.text for t in tagger.index.texts if t.tag_id == kubernetes}
     assert set(parse_glosses(FAKE_GLOSSES_JSON)["k8s"].glosses) <= texts
