@@ -24,8 +24,9 @@ from embedtag.text import Chunk, readme_sections
 # Defaults picked by scripts/scale_benchmark.py (benchmarks/scale.md): README chunks embedded
 # up front (besides the description), and how close to the threshold counts as "close".
 # Dev CV (3 splits) with chunk-level votes and min_tags 1 (benchmarks/scale.md, run 9): band 0.05
-# extends ~1 README in 2 and keeps F1 (+0.0011) at 75% of the tokens; 0.02 gave -0.0053 at 66% and
-# band 0 (never extend) -0.0084 at 55%, as the chunk vote then sees the README's head only.
+# kept F1 (+0.0011) at 75% of the tokens where 0.02 lost 0.0053 at 66%; with project-form groups
+# (run 10) 0.05 gives -0.0016 at 74%, 0.02 -0.0018 at 65%, and band 0 (never extend) -0.0078 at
+# 55%, as the chunk vote then sees the README's head only.
 FIRST_CHUNKS = 6
 CHANCE_BAND = 0.05  # with a ranker: chance units
 SCORE_BAND = 0.03  # without a ranker (zero-shot): score units; not tuned (the grid uses the ranker)

@@ -442,6 +442,16 @@ def _read_adapter(path: Path, expected_sha: str | None) -> bytes:
     return data
 
 
+def gloss_evidence(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[str, Any]:
+    """What an index takes from the glosses besides the texts it embeds (keywords, cues, project
+    forms): cheap to derive, so a cached index takes them from the glosses in use, not its disk."""
+    return {
+        "keywords": tag_keywords(tags, glosses),
+        "cues": tag_cues(tags, glosses),
+        "form_tags": frozenset(form_tags(tags, glosses)),
+    }
+
+
 def build_index(
     tags: list[Tag],
     glosses: dict[str, TagGlosses],
@@ -459,8 +469,6 @@ def build_index(
         model_fingerprint=encoder.fingerprint(),
         max_tokens=encoder.max_tokens,
         settings=settings or ScoringSettings(),
-        keywords=tag_keywords(tags, glosses),
-        cues=tag_cues(tags, glosses),
-        form_tags=frozenset(form_tags(tags, glosses)),
+        **gloss_evidence(tags, glosses),
         adapter=getattr(encoder, "adapter", None),
     )

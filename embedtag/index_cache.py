@@ -18,13 +18,13 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from embedtag.encoders import Encoder, cache_home
 from embedtag.errors import EmbedtagError
 from embedtag.glosses import TagGlosses, load_glosses, tag_texts
-from embedtag.index import TagIndex, build_index, load_index, texts_fingerprint
+from embedtag.index import TagIndex, build_index, gloss_evidence, load_index, texts_fingerprint
 from embedtag.tagger import Tagger
 from embedtag.tags import Tag
 from embedtag.transfer import MIN_SHARED, match_tags, transfer, without_learning
@@ -160,7 +160,7 @@ class IndexCache:
             try:
                 loaded = load_index(directory)
                 if loaded.texts_fingerprint == expected:
-                    own, source = loaded, DISK
+                    own, source = replace(loaded, **gloss_evidence(ordered, glosses)), DISK
             except EmbedtagError:
                 pass  # corrupt, stale or another model's: rebuilt below and written over
         if own is None:

@@ -67,7 +67,8 @@ async def chat(client: httpx.AsyncClient, prompt: str) -> tuple[float, str, bool
 
 async def level(client: httpx.AsyncClient, prompts: list[str], requests: int, concurrency: int) -> dict[str, Any]:
     load_start = os.getloadavg()[0]
-    next_index, latencies, errors, sources = 0, [], 0, {}
+    next_index, latencies, errors = 0, [], 0
+    sources: dict[str, int] = {}
 
     async def worker() -> None:
         nonlocal next_index, errors

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +155,7 @@ def main() -> None:
             tagger.index.form_mask(),
         )
 
-    def variant(**changes: object) -> Tagger:
+    def variant(**changes: Any) -> Tagger:
         return Tagger(replace(index, settings=replace(index.settings, **changes)), encoder)
 
     def predict_zero(t: Tagger) -> list[list[str]]:
@@ -269,8 +270,8 @@ def main() -> None:
             ("(d) the shipped setting with 6 chunks per README", True, True, fewer, shipped),
             *[(label, True, True, data, shipped) for label, data in adapted_rows],
         ]:
-            preds, final = cross_validate(data, settings, args.folds, ex, bias, seed=seed)
-            cv_rows.setdefault(label, []).append(evaluate([[names[t] for t in p] for p in preds], gold))
+            cv_preds, final = cross_validate(data, settings, args.folds, ex, bias, seed=seed)
+            cv_rows.setdefault(label, []).append(evaluate([[names[t] for t in p] for p in cv_preds], gold))
             if data is scored and ex and bias and settings is shipped and seed == 0:
                 last_final = (final, cv_rows[label][-1])
     for label, reports in cv_rows.items():

@@ -253,7 +253,8 @@ class Folds:
                  policy: AdaptivePolicy) -> tuple[float, list[bool]]:
         """Mean strict F1 when a README keeps its head decision unless it is close; and which
         READMEs were extended (first split)."""
-        f1s, extended_first = [], []
+        f1s: list[float] = []
+        extended_first: list[bool] = []
         for parts, heads in zip(self.splits, head_preds, strict=True):
             preds: list[list[int]] = [[] for _ in self.full.ids]
             extended = [False] * len(self.full.ids)

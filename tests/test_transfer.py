@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,6 +113,25 @@ def test_the_disk_keeps_only_the_lists_texts_and_a_recalibrated_index_is_never_s
     tagger, source = cache_for(recalibrated, tmp_path).tagger_for(tags)
     assert source == DISK and tagger.settings.ranker is not None and tagger.settings.ranker.threshold == 0.99
     assert names(tagger) == names(recalibrated)
+
+
+def test_a_cached_list_takes_keywords_cues_and_forms_from_the_glosses_in_use(
+    calibrated: Tagger, tmp_path: Path
+) -> None:
+    """They are not part of the embedded texts: an index cached by an older embedtag (no
+    form_tags) or under other cues must not score with what its disk says."""
+    tags = renumbered(calibrated.index.tags)
+    built, _ = cache_for(calibrated, tmp_path).tagger_for(tags)
+    assert built.index.form_tags == {114}  # cli, 14 + 100
+    (manifest_path,) = tmp_path.glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    del manifest["form_tags"]
+    manifest["cues"] = {"111": ["stale-cue"]}
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    tagger, source = cache_for(calibrated, tmp_path).tagger_for(tags)
+    assert source == DISK
+    assert tagger.index.form_tags == built.index.form_tags and tagger.index.cues == built.index.cues
+    assert names(tagger) == names(built)
 
 
 def test_shared_arrays_are_not_counted_against_the_cache(calibrated: Tagger) -> None:
