@@ -38,6 +38,11 @@ class AdaptivePolicy:
     chance_band: float = CHANCE_BAND
     score_band: float = SCORE_BAND
 
+    @classmethod
+    def with_band(cls, band: float | None) -> AdaptivePolicy:
+        """The default policy, or one whose chance and score bands are both `band` (`--adaptive-band`)."""
+        return cls() if band is None else cls(chance_band=band, score_band=band)
+
 
 def head_length(chunks: list[Chunk], first_chunks: int) -> int:
     """How many leading chunks are the description plus the first `first_chunks` README chunks."""

@@ -187,12 +187,10 @@ def batch(
     if engine == "ray":
         from embedtag.ray_engine import RayOptions, run_ray_batch
 
-        if adaptive_band is not None:
-            raise UserError("--adaptive-band is not supported with --engine ray yet (it uses the default band)", 2)
-
         options = RayOptions(address=address, actors=actors, cpus_per_actor=cpus_per_actor,
                              gpus_per_actor=gpus_per_actor, batch_size=batch_size, adaptive=adaptive,
-                             cache=None if no_cache else cache, use_cache=not no_cache)
+                             adaptive_band=adaptive_band, cache=None if no_cache else cache,
+                             use_cache=not no_cache)
         try:
             summary = run_ray_batch(index, model, input_path, output, options, tag_format=tag_format)
         except EmbedtagError as exc:
@@ -203,14 +201,9 @@ def batch(
         return
     tagger = _load_tagger(index, model, cache, no_cache)
     if adaptive:
-        from dataclasses import replace
-
         from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger
 
-        policy = AdaptivePolicy()
-        if adaptive_band is not None:
-            policy = replace(policy, chance_band=adaptive_band, score_band=adaptive_band)
-        tagger = AdaptiveTagger.wrap(tagger, policy)
+        tagger = AdaptiveTagger.wrap(tagger, AdaptivePolicy.with_band(adaptive_band))
     try:
         summary = run_batch(
             tagger, input_path, output, batch_size=batch_size, resume=resume,

@@ -40,6 +40,7 @@ class RayOptions:
     gpus_per_actor: float = 0.0
     batch_size: int = 64
     adaptive: bool = False
+    adaptive_band: float | None = None  # with adaptive: None is the default band
     use_cache: bool = False
     cache: str | None = None  # None with use_cache: each node's default store
     window: int = DEFAULT_WINDOW
@@ -52,7 +53,7 @@ class TagActor:
 
     def __init__(
         self, index: str | None, model: str | None, tag_format: str, adaptive: bool, use_cache: bool,
-        cache: str | None, threads: int, crash_marker: str | None,
+        cache: str | None, threads: int, crash_marker: str | None, adaptive_band: float | None = None,
     ) -> None:
         from embedtag.tagger import Tagger
 
@@ -62,9 +63,9 @@ class TagActor:
 
             tagger = cached_tagger(tagger, open_store(cache))
         if adaptive:
-            from embedtag.adaptive import AdaptiveTagger
+            from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger
 
-            tagger = AdaptiveTagger.wrap(tagger)
+            tagger = AdaptiveTagger.wrap(tagger, AdaptivePolicy.with_band(adaptive_band))
         set_threads = getattr(tagger.encoder, "set_threads", None)
         if set_threads is not None:  # actors on one node share its cores instead of each taking all
             set_threads(max(1, threads))
@@ -237,7 +238,8 @@ def _tag_window(
         TagActor,
         fn_constructor_kwargs={
             "index": index, "model": model,
-            "tag_format": tag_format, "adaptive": options.adaptive, "use_cache": options.use_cache,
+            "tag_format": tag_format, "adaptive": options.adaptive, "adaptive_band": options.adaptive_band,
+            "use_cache": options.use_cache,
             "cache": options.cache, "threads": threads, "crash_marker": options.crash_marker,
         },
         batch_size=options.batch_size,

@@ -124,3 +124,28 @@ def test_cli_engine_ray_writes_the_local_lines(local_cluster: None, fake_index_d
     assert result.exit_code == 1, result.output  # the broken lines
     assert out.read_text(encoding="utf-8").splitlines() == expected
     assert result.stderr.strip().splitlines()[-1].startswith("embedtag batch: 11 records tagged; 3 failed")
+
+
+# a README whose first chunks say little and whose later ones are about Kubernetes: only an
+# adaptive run that embeds the rest finds k8s
+_VAGUE = "This project has a few words about nothing in particular, and a video game."
+_K8S = "Kubernetes operator controller for container orchestration clusters pods and helm charts."
+HEAD_THEN_K8S = "# demo\n\n" + "\n\n".join([" ".join([_VAGUE] * 4)] * 6 + [" ".join([_K8S] * 4)] * 6) + "\n"
+
+
+def test_cli_engine_ray_takes_the_adaptive_band(local_cluster: None, fake_index_dir: Path, tmp_path: Path) -> None:
+    from tests.helpers import run
+
+    items = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "readme": HEAD_THEN_K8S} for i in range(4)])
+    common = ["--index", fake_index_dir, "--model", "hashing", "--no-cache", "--adaptive"]
+    lines = {}
+    for band in ("0", "1"):
+        local, ray_out = tmp_path / f"local-{band}.jsonl", tmp_path / f"ray-{band}.jsonl"
+        assert run("batch", items, "-o", local, *common, "--adaptive-band", band).exit_code == 0
+        result = run("batch", items, "-o", ray_out, *common, "--adaptive-band", band, "--engine", "ray",
+                     "--actors", "1", "--cpus-per-actor", "1")
+        assert result.exit_code == 0, result.output
+        lines[band] = ray_out.read_text(encoding="utf-8").splitlines()
+        assert lines[band] == local.read_text(encoding="utf-8").splitlines()
+    # band 0 keeps each README's head, band 1 embeds it whole: here that changes the tags
+    assert "k8s" not in lines["0"][0] and "k8s" in lines["1"][0]
