@@ -411,7 +411,8 @@ def main() -> None:
         "- with the project-form groups: thresholds of their own for the first and a second form tag "
         "(instead of the group gaps); the group gaps of the exemplars' and chunk-level votes too, or "
         "whether a tag is first in its group; other form sets (adding frontend, backend and api, or dropping "
-        "sdk and learning-resource gained less);",
+        "sdk and learning-resource, gained less; adding ide, editor, game-engine, os, runtime and the like "
+        "gained the same); a ranker with each feature also weighted apart for form tags;",
         "- tag co-occurrence given the README's top tag; per-rank thresholds (first/second/third tag); a "
         "ranker fitted on exemplars as one-line documents (silver labels) for the label-free setting;",
         "- the chunk-level vote of labelled READMEs replacing the README-level vote instead of joining it, "
