@@ -27,7 +27,7 @@ from embedtag.records import LabelledRecord, read_labelled
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
-from embedtag.transfer import MIN_SHARED, match_tags, transfer
+from embedtag.transfer import MIN_SHARED, curated_for, match_tags, transfer
 
 
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -137,6 +137,8 @@ def build(
     if source is not None:
         source.check_encoder(encoder)  # its vectors must be this model's
         mapping, glosses = match_tags(source.tags, tags, glosses)
+    else:
+        glosses = curated_for(tags, glosses)
     index = build_index(tags, glosses, encoder, settings)
     if source is not None:
         index = transfer(source, index, MIN_SHARED, mapping)
@@ -162,7 +164,7 @@ def train(
     """`embedtag train`: fine-tune the encoder's top layers on exemplars against the tag texts,
     and write `OUT/adapter.safetensors` (use it with `build-index --adapter OUT`)."""
     tags = load_tags(tags_path)
-    texts = tag_texts(tags, load_glosses(glosses_path))
+    texts = tag_texts(tags, curated_for(tags, load_glosses(glosses_path)))
     found = read_exemplars(exemplars_path, {t.key for t in tags})
     position = {t.key: i for i, t in enumerate(tags)}
     per_tag = [[x.text for x in texts if x.tag_id == t.id] for t in tags]

@@ -331,10 +331,11 @@ def glosses(tags_path: str | None, output: str | None) -> None:
     """Write a gloss file for a tag list: curated where known, generated (to review) elsewhere."""
     from embedtag.glosses import glosses_document, load_glosses
     from embedtag.tags import load_tags
+    from embedtag.transfer import curated_for
 
     try:
         tags = load_tags(tags_path)
-        document = glosses_document(tags, load_glosses())
+        document = glosses_document(tags, curated_for(tags, load_glosses()))
     except EmbedtagError as exc:
         raise _fail(exc) from None
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"

@@ -26,7 +26,7 @@ from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses
 from embedtag.index import TagIndex
 from embedtag.scoring import ScoringSettings
-from embedtag.tags import Tag
+from embedtag.tags import Tag, load_tags
 
 # Share of a new list's tags that must be the source's (by name) for the ranker and examples to
 # carry over; below it the list is scored zero-shot. On the dev set, with half the tags renamed
@@ -90,6 +90,13 @@ def match_tags(
     curated glosses and all."""
     mapping = id_map(source, target, {key: g.expansion for key, g in glosses.items()})
     return mapping, carried_glosses(source, target, mapping, glosses)
+
+
+def curated_for(tags: list[Tag], glosses: Mapping[str, TagGlosses]) -> dict[str, TagGlosses]:
+    """`glosses` plus, for each tag of `tags` that spells a shipped tag another way (`kubernetes`,
+    `library`), that tag's glosses under its name: a list of one's own starts from the curated
+    glosses (and project forms) wherever it names a shipped tag."""
+    return match_tags(load_tags(), tags, glosses)[1]
 
 
 def transfer_exemplars(source: TagIndex, target: TagIndex, mapping: dict[int, int] | None = None) -> TagIndex:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from helpers import DATABASE_README, GAME_README, K8S_README, assert_one_line_error, run, write_jsonl
 
+from embedtag.glosses import load_glosses
 from embedtag.index import load_index
 from embedtag.tags import Tag
 
@@ -409,6 +410,28 @@ def test_glosses_writes_generated_glosses_for_unknown_tags(tmp_path: Path) -> No
     assert document["zz-widget"]["generated"] is True
     assert document["zz-widget"]["expansion"] == "zz widget"
     assert len(document["zz-widget"]["glosses"]) == 3
+
+
+def test_a_shipped_tag_spelt_another_way_gets_its_curated_glosses(tmp_path: Path) -> None:
+    """`kubernetes` is k8s and `library` is lib (by expansion): glosses, project form and all, in
+    `embedtag glosses` and in the index `build-index` writes; an exact name wins over a spelling."""
+    shipped = load_glosses()
+    tags = tmp_path / "tags.json"
+    tags.write_text(json.dumps([{"id": 1, "name": "Kubernetes"}, {"id": 2, "name": "library"},
+                                {"id": 3, "name": "zz-widget"}]))
+    document = json.loads(run("glosses", "--tags", tags).stdout)
+    assert document["Kubernetes"]["glosses"] == list(shipped["k8s"].glosses)
+    assert document["library"]["glosses"] == list(shipped["lib"].glosses) and document["library"]["form"] is True
+    assert document["zz-widget"]["generated"] is True
+    out = tmp_path / "ix"
+    assert run("build-index", "--tags", tags, "--model", "hashing", "--out", out).exit_code == 0
+    index = load_index(out)
+    assert index.form_tags == {2}
+    assert set(shipped["k8s"].glosses) <= {t.text for t in index.texts if t.tag_id == 1}
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps([{"id": 1, "name": "lib"}, {"id": 2, "name": "library"}]))
+    document = json.loads(run("glosses", "--tags", both).stdout)
+    assert "generated" not in document["lib"] and document["library"]["generated"] is True
 
 
 def test_glosses_to_stdout_and_bad_tags(tmp_path: Path) -> None:
