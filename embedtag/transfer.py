@@ -13,7 +13,7 @@ expansion (`kubernetes` for `k8s`, `databases` for `database`); ids may differ:
   zero-shot rule would keep it (`scoring.lift_new_tags`).
 
 Without this, any other list was scored zero-shot: with three tags added to the shipped list,
-strict F1 0.550 instead of 0.659 on the dev set (benchmarks/tag_lists.md).
+strict F1 0.550 instead of 0.668 on the dev set (benchmarks/tag_lists.md).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from embedtag.tags import Tag, load_tags
 
 # Share of a new list's tags that must be the source's (by name) for the ranker and examples to
 # carry over; below it the list is scored zero-shot. On the dev set, with half the tags renamed
-# to new names carrying over won (strict F1 0.545 vs 0.481); with three quarters renamed the two
+# to new names carrying over won (strict F1 0.552 vs 0.481); with three quarters renamed the two
 # tied (0.390 vs 0.392; `scripts/tag_list_benchmark.py --min-shared 0`).
 MIN_SHARED = 0.5
 
