@@ -27,7 +27,7 @@ from embedtag.records import LabelledRecord, read_labelled
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger, document_vector
 from embedtag.tags import load_tags
-from embedtag.transfer import MIN_SHARED, curated_for, match_tags, transfer
+from embedtag.transfer import MIN_SHARED, curated_for, match_tags, shipped_names, transfer
 
 
 def document_vectors(tagger: Tagger, records: list[LabelledRecord]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -143,7 +143,7 @@ def build(
     if source is not None:
         index = transfer(source, index, MIN_SHARED, mapping)
     if exemplars_path is not None:
-        found = read_exemplars(exemplars_path, {t.key for t in tags})
+        found = read_exemplars(exemplars_path, {t.key for t in tags}, shipped_names(tags, glosses))
         index = with_exemplars(index, encoder, found.exemplars, Path(exemplars_path).name)
     if examples_path is not None:
         records = read_labelled(examples_path, {t.key for t in tags})
@@ -164,8 +164,9 @@ def train(
     """`embedtag train`: fine-tune the encoder's top layers on exemplars against the tag texts,
     and write `OUT/adapter.safetensors` (use it with `build-index --adapter OUT`)."""
     tags = load_tags(tags_path)
-    texts = tag_texts(tags, curated_for(tags, load_glosses(glosses_path)))
-    found = read_exemplars(exemplars_path, {t.key for t in tags})
+    glosses = load_glosses(glosses_path)
+    texts = tag_texts(tags, curated_for(tags, glosses))
+    found = read_exemplars(exemplars_path, {t.key for t in tags}, shipped_names(tags, glosses))
     position = {t.key: i for i, t in enumerate(tags)}
     per_tag = [[x.text for x in texts if x.tag_id == t.id] for t in tags]
     encoder = load_encoder(model, backend="torch")

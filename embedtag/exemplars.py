@@ -13,7 +13,7 @@ the list are dropped, and a line left with none is skipped (counted, not an erro
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,9 @@ class ExemplarFile:
     unknown_tags: dict[str, int]
 
 
-def read_exemplars(path: str | Path, tag_keys: set[str]) -> ExemplarFile:
-    """Read an exemplar JSONL file; a malformed line stops with its line number."""
+def read_exemplars(path: str | Path, tag_keys: set[str], other_names: Mapping[str, str] | None = None) -> ExemplarFile:
+    """Read an exemplar JSONL file; a malformed line stops with its line number. `other_names`
+    maps names the file may use (a shipped tag's, `k8s`) to the list's name for that tag."""
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
@@ -54,6 +55,9 @@ def read_exemplars(path: str | Path, tag_keys: set[str]) -> ExemplarFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"exemplar file {p} cannot be read ({exc}); pass a UTF-8 JSONL file") from None
     by_folded = {key.casefold(): key for key in tag_keys}
+    for other, list_key in (other_names or {}).items():
+        if list_key in tag_keys:
+            by_folded.setdefault(other.strip().casefold(), list_key)
     exemplars: list[Exemplar] = []
     skipped = 0
     unknown: dict[str, int] = {}

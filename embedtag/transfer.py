@@ -99,6 +99,18 @@ def curated_for(tags: list[Tag], glosses: Mapping[str, TagGlosses]) -> dict[str,
     return match_tags(load_tags(), tags, glosses)[1]
 
 
+def shipped_names(tags: list[Tag], glosses: Mapping[str, TagGlosses]) -> dict[str, str]:
+    """Shipped tag name → the name `tags` gives that tag where it spells it another way (`k8s` →
+    `kubernetes`): an exemplar file written for the shipped list still counts for such a tag."""
+    mapping = id_map(load_tags(), tags, {key: g.expansion for key, g in glosses.items()})
+    name = {tag.id: tag.key for tag in tags}
+    return {
+        tag.key: name[mapping[tag.id]]
+        for tag in load_tags()
+        if tag.id in mapping and name[mapping[tag.id]].casefold() != tag.key.casefold()
+    }
+
+
 def transfer_exemplars(source: TagIndex, target: TagIndex, mapping: dict[int, int] | None = None) -> TagIndex:
     """`target` plus the exemplars of `source` that stand under a tag `target`'s list also has
     (ids mapped to the new list's by `mapping`, default `id_map`). An exemplar none of whose tags

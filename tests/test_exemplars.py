@@ -151,5 +151,20 @@ def test_build_index_cli_with_exemplars(tmp_path: Path) -> None:
     assert not (tmp_path / "idx2").exists()
 
 
+def test_a_shipped_name_in_the_file_counts_for_the_lists_spelling_of_it(tmp_path: Path) -> None:
+    """The shared exemplar file says `k8s`; a list calling it `Kubernetes` keeps those exemplars."""
+    ex = write_jsonl(tmp_path / "ex.jsonl", EXEMPLARS)
+    found = read_exemplars(ex, {"Kubernetes"}, {"k8s": "Kubernetes"})
+    assert [e.tags for e in found.exemplars] == [("Kubernetes",), ("Kubernetes",)]
+    assert [e.tags for e in read_exemplars(ex, {"Kubernetes", "game"}).exemplars] == [("game",)]  # no mapping
+    tags = tmp_path / "tags.json"
+    tags.write_text(json.dumps([{"id": 1, "name": "Kubernetes"}, {"id": 2, "name": "game"}]), encoding="utf-8")
+    args = ["build-index", "--tags", str(tags), "--model", "hashing", "--exemplars", str(ex),
+            "--out", str(tmp_path / "ix")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert load_index(tmp_path / "ix").exemplar_tags == [(1,), (1,), (2,)]
+
+
 def test_exemplar_dataclass_is_plain() -> None:
     assert replace(Exemplar("a b", ("k8s",)), tags=()).tags == ()
