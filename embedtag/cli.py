@@ -275,7 +275,7 @@ def build_index_cmd(
     )
     if carry_over is not None:
         ranker = index.settings.ranker
-        kept = (f"its ranker kept; {len(index.tags) - len(ranker.fitted_tags or ())} tags new to it"
+        kept = (f"its ranker kept; {int(ranker.new_tags([t.id for t in index.tags]).sum())} tags new to it"
                 if ranker is not None else "no ranker carried (fewer than half the tags shared, or it had none)")
         click.echo(f"carried over from {carry_over}: {kept}", err=True)
 
@@ -470,7 +470,7 @@ def _describe_ranker(settings: ScoringSettings, tag_ids: list[int]) -> str:
         return f"no (zero-shot selection; {len(settings.tag_bias)} tag biases)"
     text = f"yes: ranker keeps tags with chance >= {settings.ranker.threshold}"
     if settings.ranker.fitted_tags is not None:  # carried over to this list (build-index --carry-over)
-        new = len(set(tag_ids) - set(settings.ranker.fitted_tags))
+        new = int(settings.ranker.new_tags(tag_ids).sum())
         text += f"; carried over, {new} tags new to it (kept where the zero-shot rule keeps them)"
     return text
 

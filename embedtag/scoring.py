@@ -176,6 +176,13 @@ class Ranker:
     # to it (a list it was carried over to, `embedtag/transfer.py`): see `lift_new_tags`
     fitted_tags: tuple[int, ...] | None = None
 
+    def new_tags(self, tag_ids: Sequence[int]) -> np.ndarray:
+        """Per tag id, whether it is new to the ranker (not among `fitted_tags`)."""
+        if self.fitted_tags is None:
+            return np.zeros(len(tag_ids), dtype=bool)
+        fitted = set(self.fitted_tags)
+        return np.array([t not in fitted for t in tag_ids], dtype=bool)
+
     def bias_vector(self, tag_ids: Sequence[int] | None, n_tags: int) -> np.ndarray:
         if tag_ids is None or not self.tag_bias:
             return np.zeros(n_tags)
@@ -428,9 +435,8 @@ def choose_tags(
         return [select_tags(row, settings) for row in combined], combined
     features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples, form)
     chances = ranker.probabilities(features, ranker.bias_vector(tag_ids, scores.shape[1]))
-    if ranker.fitted_tags is not None and tag_ids is not None:
-        fitted = set(ranker.fitted_tags)
-        new = np.array([t not in fitted for t in tag_ids])
+    if tag_ids is not None:
+        new = ranker.new_tags(tag_ids)
         if new.any():
             chances = lift_new_tags(chances, scores, new, settings)
     order_by = scores + ranker.order_example_weight * examples

@@ -102,11 +102,12 @@ def curated_for(tags: list[Tag], glosses: Mapping[str, TagGlosses]) -> dict[str,
 def shipped_names(tags: list[Tag], glosses: Mapping[str, TagGlosses]) -> dict[str, str]:
     """Shipped tag name → the name `tags` gives that tag where it spells it another way (`k8s` →
     `kubernetes`): an exemplar file written for the shipped list still counts for such a tag."""
-    mapping = id_map(load_tags(), tags, {key: g.expansion for key, g in glosses.items()})
+    shipped = load_tags()
+    mapping = id_map(shipped, tags, {key: g.expansion for key, g in glosses.items()})
     name = {tag.id: tag.key for tag in tags}
     return {
         tag.key: name[mapping[tag.id]]
-        for tag in load_tags()
+        for tag in shipped
         if tag.id in mapping and name[mapping[tag.id]].casefold() != tag.key.casefold()
     }
 
