@@ -424,6 +424,9 @@ def main() -> None:
         "README's tags, the count still from the pointwise chances); the exemplars' vote from the description, "
         "the first chunk or the mean of the chunks' votes as extra features; fp16-rounded example vectors "
         "(the same F1 as float32).",
+        "- a TF-IDF word and bigram logistic head per tag (on the training READMEs) as extra ranker "
+        "features; gradient-boosted trees instead of the logistic ranker, alone or averaged with it "
+        "(the trees and the tag-count bounds are measured by scripts/ranking_headroom.py: benchmarks/headroom.md).",
         "",
         "What did help, in order of size: the ranker over kNN votes and zero-shot evidence, keyword evidence "
         "(tag name or alias in the description/opening), README cues, the exemplars' votes and per-tag "
