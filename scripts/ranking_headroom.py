@@ -8,7 +8,7 @@ cross-validation as `scripts/quality_benchmark.py`, asks of the ranker's held-ou
 
 - recall@k: how many gold tags are among a README's k likeliest tags;
 - how many tags to keep: the fitted threshold against always 1, 2 or 3 tags, and an oracle that
-  keeps exactly as many as the gold has (an upper bound for any tag-count rule on this evidence);
+  keeps exactly as many as the gold has (what a perfect tag-count rule would give);
 - whether a non-linear ranker (gradient-boosted trees over the same features and the tag itself,
   threshold from an inner cross-validation) or its average with the logistic ranker ranks better.
 """
