@@ -440,15 +440,19 @@ def choose_tags(
         if new.any():
             chances = lift_new_tags(chances, scores, new, settings)
     order_by = scores + ranker.order_example_weight * examples
-    k = min(settings.max_tags, scores.shape[1])
     chosen = []
     for row_chances, row_order in zip(chances, order_by, strict=True):
-        best = np.argsort(-row_chances, kind="stable")[:k]
-        kept = [int(t) for t in best if row_chances[t] >= ranker.threshold]
-        if len(kept) < settings.min_tags:
-            kept = [int(t) for t in best[: settings.min_tags]]
+        kept = likeliest_tags(row_chances, ranker.threshold, settings)
         chosen.append(sorted(kept, key=lambda t: -row_order[t]))
     return chosen, chances
+
+
+def likeliest_tags(chances: np.ndarray, threshold: float, settings: ScoringSettings) -> list[int]:
+    """One README's tag positions, likeliest first: at most `max_tags` with a chance at or above
+    `threshold`, and at least the likeliest `min_tags` whatever their chances."""
+    best = np.argsort(-chances, kind="stable")[: min(settings.max_tags, len(chances))]
+    kept = [int(t) for t in best if chances[t] >= threshold]
+    return kept if len(kept) >= settings.min_tags else [int(t) for t in best[: settings.min_tags]]
 
 
 def lift_new_tags(chances: np.ndarray, scores: np.ndarray, new: np.ndarray, settings: ScoringSettings) -> np.ndarray:

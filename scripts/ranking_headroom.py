@@ -37,7 +37,7 @@ from embedtag.calibrate import (
     score_labelled,
 )
 from embedtag.records import read_labelled
-from embedtag.scoring import RANKER_FEATURES, ScoringSettings, ranker_features
+from embedtag.scoring import RANKER_FEATURES, ScoringSettings, likeliest_tags, ranker_features
 from embedtag.tagger import Tagger
 
 SHIPPED = "shipped ranker, fitted threshold (at most 3 tags, at least 1)"
@@ -71,21 +71,17 @@ def tree_chances(train: ScoredSet, test: ScoredSet, settings: ScoringSettings) -
     return chances
 
 
-def keep(chances: np.ndarray, threshold: float) -> list[list[int]]:
-    """The shipped rule: the three likeliest tags at or above the threshold, at least one."""
-    out = []
-    for row in chances:
-        best = np.argsort(-row, kind="stable")[:3]
-        out.append([int(t) for t in best if row[t] >= threshold] or [int(best[0])])
-    return out
+def keep(chances: np.ndarray, threshold: float, settings: ScoringSettings) -> list[list[int]]:
+    """The shipped rule (`likeliest_tags`) for every README."""
+    return [likeliest_tags(row, threshold, settings) for row in chances]
 
 
 def top(chances: np.ndarray, counts: Sequence[int]) -> list[list[int]]:
     return [[int(t) for t in np.argsort(-row, kind="stable")[:k]] for row, k in zip(chances, counts, strict=True)]
 
 
-def best_threshold(chances: np.ndarray, core: Sequence[tuple[int, ...]]) -> float:
-    return max(THRESHOLD_GRID, key=lambda t: micro_f1(keep(chances, t), core))
+def best_threshold(chances: np.ndarray, core: Sequence[tuple[int, ...]], settings: ScoringSettings) -> float:
+    return max(THRESHOLD_GRID, key=lambda t: micro_f1(keep(chances, t, settings), core))
 
 
 def one_seed(
@@ -116,13 +112,13 @@ def one_seed(
             inner_trees[inner] = tree_chances(fit_on, judged, base)
             inner_logistic[inner] = predict(judged, fit_on, calibrate(fit_on, base, True))[1]
         trees[fold] = tree_chances(train, test, base)
-        tree_threshold = best_threshold(inner_trees, train.core)
-        blend_threshold = best_threshold((inner_trees + inner_logistic) / 2, train.core)
+        tree_threshold = best_threshold(inner_trees, train.core, settings)
+        blend_threshold = best_threshold((inner_trees + inner_logistic) / 2, train.core, settings)
         for row, i in enumerate(fold):
             shipped[i] = picked[row]
-        for row, p in zip(fold, keep(trees[fold], tree_threshold), strict=True):
+        for row, p in zip(fold, keep(trees[fold], tree_threshold, settings), strict=True):
             tree_preds[row] = p
-        for row, p in zip(fold, keep((trees[fold] + logistic[fold]) / 2, blend_threshold), strict=True):
+        for row, p in zip(fold, keep((trees[fold] + logistic[fold]) / 2, blend_threshold, settings), strict=True):
             blend_preds[row] = p
     return logistic, {"shipped": shipped, "trees": tree_preds, "blend": blend_preds}
 
