@@ -412,7 +412,7 @@ def serve(
     try:
         import uvicorn
 
-        from embedtag import serve as service
+        from embedtag.service import app as service
     except ImportError as exc:
         hint = "pip install 'embedtag[serve]'"
         raise UserError(f"`embedtag serve` needs FastAPI and uvicorn ({exc}); {hint}") from None
@@ -441,7 +441,7 @@ def serve(
         service.ENV_CACHE: cache_path,
     })
     uvicorn.run(
-        "embedtag.serve:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+        "embedtag.service.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level="info",
     )
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -78,7 +80,7 @@ class ServerProcess:
 @contextmanager
 def serve_subprocess(
     *args: str, workers: int = 1, env: dict[str, str] | None = None, drop_env: tuple[str, ...] = (),
-    startup_s: float = 60,
+    startup_s: float = 60, log: list[str] | None = None,
 ) -> Iterator[ServerProcess]:
     """Run `embedtag serve ARGS` in a subprocess; yields once every worker has started.
 
@@ -93,7 +95,7 @@ def serve_subprocess(
         [sys.executable, "-m", "embedtag", "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
     )
-    server = ServerProcess(f"http://127.0.0.1:{port}", proc)
+    server = ServerProcess(f"http://127.0.0.1:{port}", proc, [] if log is None else log)
     started = threading.Semaphore(0)
 
     def read() -> None:
@@ -127,3 +129,30 @@ def serve_subprocess(
             proc.kill()
             proc.wait()
         reader.join(5)
+
+
+@contextmanager
+def serve_process(
+    index: Path | None, *options: str, model: str | None = "hashing", workers: int = 1, home: Path | None = None,
+    startup_s: float = 60, log: list[str] | None = None,
+) -> Iterator[str]:
+    """The tests' one real server: `embedtag serve` on `index` (None: the shipped one) with `model`
+    (None: the bundled one); yields its base URL once every worker has started.
+
+    The user's EMBEDTAG_INDEX and EMBEDTAG_API_KEY stay out; EMBEDTAG_HOME (where /v1 keeps the
+    indexes it builds for other tag lists) is `home`, else a temporary folder. The server's output
+    goes into `log` as it comes. On exit the server must shut down cleanly: every worker completes
+    its shutdown and nothing logs a traceback."""
+    with tempfile.TemporaryDirectory(prefix="embedtag-home-") as scratch:
+        args = [*(["--index", str(index)] if index is not None else []), *(["--model", model] if model else [])]
+        with serve_subprocess(
+            *args, "--workers", str(workers), *options, workers=workers,
+            env={"EMBEDTAG_HOME": str(home or scratch)}, drop_env=("EMBEDTAG_INDEX", "EMBEDTAG_API_KEY"),
+            startup_s=startup_s, log=log,
+        ) as server:
+            yield server.url
+    output, proc = server.output, server.proc
+    # uvicorn exits by re-raising the SIGTERM it handled, after a graceful shutdown
+    assert proc.returncode in (0, -signal.SIGTERM), f"exit code {proc.returncode}:\n{output}"
+    assert output.count("Application shutdown complete") == workers, output
+    assert "Traceback" not in output, output

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import httpx
 import openai
 import pytest
 from conftest import FAKE_TAGS_JSON
-from helpers import DATABASE_README, GAME_README, K8S_README, serve_subprocess
+from helpers import DATABASE_README, GAME_README, K8S_README, serve_process
 from openai import OpenAI
 from test_prompt import KUBEEDGE_DESCRIPTION, KUBEEDGE_MD, SEED, seed_form
 
@@ -39,17 +38,6 @@ TEN_TAGS = [
 ]
 
 
-@contextmanager
-def serve_process(*options: str, home: Path, startup_s: float = 120) -> Iterator[str]:
-    """`embedtag serve OPTIONS` in a subprocess, its cache home in `home`; yields its base URL."""
-    with serve_subprocess(
-        *options, env={"EMBEDTAG_HOME": str(home)}, drop_env=("EMBEDTAG_INDEX", "EMBEDTAG_API_KEY"),
-        startup_s=startup_s,
-    ) as server:
-        yield server.url
-    assert "Traceback" not in server.output, server.output
-
-
 def ask(client: OpenAI, prompt: str, **kwargs: Any) -> Any:
     return client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], **kwargs
@@ -66,8 +54,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(fake_index_dir: Path, home: Path) -> Iterator[str]:
-    with serve_process("--index", str(fake_index_dir), "--model", "hashing", "--api-key", API_KEY,
-                       "--max-body-bytes", str(MAX_BODY), home=home) as url:
+    with serve_process(fake_index_dir, "--api-key", API_KEY, "--max-body-bytes", str(MAX_BODY), home=home) as url:
         yield url
 
 
@@ -222,7 +209,7 @@ def test_models(client: OpenAI) -> None:
 
 
 def test_without_a_key_no_header_is_needed(fake_index_dir: Path, tmp_path: Path) -> None:
-    with serve_process("--index", str(fake_index_dir), "--model", "hashing", home=tmp_path) as url:
+    with serve_process(fake_index_dir, home=tmp_path) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key="anything", max_retries=0)
         assert json.loads(ask(client, PROMPTS[0]).choices[0].message.content)["id"] == "1977"
 
@@ -232,7 +219,7 @@ def test_without_a_key_no_header_is_needed(fake_index_dir: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_real_server_answers_the_seed_prompt(tmp_path: Path) -> None:
-    with serve_process("--api-key", API_KEY, home=tmp_path) as url:
+    with serve_process(None, "--api-key", API_KEY, model=None, home=tmp_path, startup_s=120) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
         content = ask(client, SEED).choices[0].message.content
         answer = json.loads(content)

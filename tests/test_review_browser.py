@@ -11,7 +11,7 @@ import pytest
 
 from embedtag.corrections import CorrectionStore
 from tests.conftest import DEFAULT_INDEX_DIR, REPO_ROOT
-from tests.test_serve import serve_process
+from tests.helpers import serve_process
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 pytestmark = [

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from embedtag.encoders import HashingEncoder
 from embedtag.glosses import load_glosses
 from embedtag.index import build_index, load_index
-from embedtag.serve import MicroBatcher
+from embedtag.service.batcher import MicroBatcher
 from embedtag.tagger import Document, Tagger, TagResult
 from embedtag.tags import parse_tags
-from tests.helpers import free_port, serve_subprocess
+from tests.helpers import free_port, serve_process
 
 pytestmark = pytest.mark.allow_network  # loopback only: the server under test
 
@@ -80,21 +78,6 @@ def tagger(index_dir: Path) -> Tagger:
 def expected(tagger: Tagger, doc: dict[str, Any], tag_format: str = "names", explain: bool = False) -> Any:
     result = tagger.tag(doc.get("readme") or "", doc.get("description") or "", str(doc["id"]), explain)
     return json.loads(json.dumps(result.to_json(tag_format, explain)))
-
-
-@contextmanager
-def serve_process(index_dir: Path, *options: str, workers: int = 1, model: str | None = "hashing") -> Iterator[str]:
-    """Run `embedtag serve` on `index_dir` in a subprocess; yields its base URL once every worker has started."""
-    with serve_subprocess(
-        "--index", str(index_dir), *(["--model", model] if model else []), "--workers", str(workers), *options,
-        workers=workers, drop_env=("EMBEDTAG_INDEX",),
-    ) as server:
-        yield server.url
-    output, proc = server.output, server.proc
-    # uvicorn exits by re-raising the SIGTERM it handled, after a graceful shutdown
-    assert proc.returncode in (0, -signal.SIGTERM), f"exit code {proc.returncode}:\n{output}"
-    assert output.count("Application shutdown complete") == workers, output
-    assert "Traceback" not in output, output
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +321,7 @@ def test_several_workers_each_load_once(index_dir: Path, tagger: Tagger) -> None
 
 def test_module_imports_without_loading_a_model() -> None:
     code = (
-        "import sys, embedtag.serve; "
+        "import sys, embedtag.service.app; "
         "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -380,7 +363,7 @@ def test_openapi_contract(server: str, mode: str) -> None:
         operations.append(result.ok())
     assert {(op.method.upper(), op.path) for op in operations} == {
         ("POST", "/tag"), ("POST", "/tag/batch"), ("GET", "/tags"), ("GET", "/health"),
-        # OpenAI-compatible routes (embedtag/openai_api.py)
+        # OpenAI-compatible routes (embedtag/service/openai_routes.py)
         ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/{model}"),
     }
     for operation in operations:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +16,9 @@ from openai import OpenAI
 from embedtag.corrections import CorrectionStore
 from embedtag.index import load_index
 from embedtag.prompt import parse_prompt
+from tests.helpers import serve_process
 from tests.test_prompt import seed_form
-from tests.test_serve import DOCS, index_dir, serve_process  # noqa: F401 - index_dir is a fixture
+from tests.test_serve import DOCS, index_dir  # noqa: F401 - index_dir is a fixture
 
 pytestmark = pytest.mark.allow_network  # loopback only: the server under test
 
@@ -89,3 +91,43 @@ def test_reload_of_a_broken_index_keeps_the_old_one(index_dir: Path, tmp_path: P
         page = c.get("/review")
         assert page.status_code == 200 and "<title>embedtag review</title>" in page.text
         assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
+
+
+def test_reload_reaches_every_worker(index_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`--workers 2`: one POST /admin/reload, then every answer, from either worker, is the new index's."""
+    index = tmp_path / "index"
+    subprocess.run(["cp", "-r", str(index_dir), str(index)], check=True)
+    old_list = [t.to_json() for t in load_index(index).tags]
+    # the same tags under other ids, plus one: an answer shows which index gave it
+    new_list = [{"id": int(t["id"]) + 100, "name": t["name"]} for t in old_list] + [{"id": 999, "name": "knitting"}]
+    doc = DOCS[2]  # the SQL database README
+
+    def ask() -> tuple[list[Any], list[Any]]:
+        # a new connection each time (no keep-alive), so that either worker may take it
+        headers = {"Connection": "close"}
+        tags = httpx.get(f"{url}/tags", headers=headers, timeout=60).json()
+        answer = httpx.post(f"{url}/tag?tag_format=ids", json=doc, headers=headers, timeout=60).json()
+        return tags, answer["tags"]
+
+    log: list[str] = []
+    with serve_process(index, "--store", str(tmp_path / "s.db"), workers=2, log=log) as url:
+        tags, before = ask()
+        assert tags == old_list and before and set(before) <= {t["id"] for t in old_list}
+        subprocess.run(
+            [sys.executable, "-m", "embedtag", "build-index", "--tags", "-", "--model", "hashing", "--out", str(index)],
+            input=json.dumps(new_list), capture_output=True, text=True, check=True,
+        )
+        assert ask()[0] == old_list  # rebuilt on disk, not reloaded: still the old index
+        reloaded = httpx.post(f"{url}/admin/reload", timeout=60)
+        assert reloaded.status_code == 200 and reloaded.json()["tags"] == len(new_list), reloaded.text
+
+        def caught_up() -> bool:  # the worker that did not take the reload has loaded the new index
+            return any("reloaded, as another worker was asked to" in line for line in log)
+
+        answers = 0
+        while answers < 30 or (not caught_up() and answers < 400):
+            tags, after = ask()
+            assert tags == new_list, f"answer {answers} after the reload came from the old index"
+            assert after == [t + 100 for t in before]
+            answers += 1
+        assert caught_up(), f"all {answers} answers came from the worker that reloaded:\n{''.join(log)}"

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException
@@ -29,20 +29,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from embedtag.errors import EmbedtagError
 from embedtag.index_cache import SHIPPED, IndexCache, list_fingerprint
 from embedtag.prompt import ParsedPrompt, PromptError, parse_prompt
+from embedtag.service.batcher import MicroBatcher, ServiceBusy
+from embedtag.service.middleware import ASGIApp, Receive, Send
 from embedtag.tagger import Document, TagResult
 
 if TYPE_CHECKING:
-    from embedtag.serve import MicroBatcher
     from embedtag.tagger import Tagger
 
 ENV_API_KEY = "EMBEDTAG_API_KEY"
 # Reachable without the key: liveness and the API description (nothing is tagged there).
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 INDEX_HEADER = "X-Embedtag-Index"  # shipped | memory | disk | built: where the tag list's index came from
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
                422: "invalid_request_error", 400: "invalid_request_error", 503: "server_error", 500: "server_error"}
@@ -241,8 +238,6 @@ class ListBatchers:
         self._lock = threading.Lock()
 
     def get(self, fingerprint: str, tagger: Tagger) -> MicroBatcher:
-        from embedtag.serve import MicroBatcher
-
         with self._lock:
             batcher = self._batchers.get(fingerprint)
             if batcher is None or batcher.tagger is not tagger or not batcher.running:
@@ -271,8 +266,6 @@ def add_openai_routes(
     cache: IndexCache | None = None,
 ) -> IndexCache:
     """Register /v1/models and /v1/chat/completions on the app, and the key check."""
-    from embedtag.serve import ServiceBusy
-
     batchers = ListBatchers(batcher)
     if cache is None:
         cache = IndexCache(tagger, on_evict=batchers.drop)

@@ -4,11 +4,13 @@ Reload swaps the tagger whole: the new index is loaded (and checked against the 
 beside the old one, then one attribute assignment hands it to the micro-batcher. A batch
 already running finishes with the old tagger; every later batch uses the new one; no request
 waits on the load or fails because of it. A failed load keeps the old index and says why.
+With `--workers N`, the worker that reloaded tells the others (`reload.py`), and each catches
+up before its next answer.
 """
-
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from importlib import resources
@@ -20,11 +22,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from embedtag.corrections import CorrectionStore, RecentDocuments, parse_correction
 from embedtag.errors import EmbedtagError
+from embedtag.service.batcher import MicroBatcher
+from embedtag.service.reload import ReloadSignal, ReloadWatch
 from embedtag.tagger import Document
 
 if TYPE_CHECKING:
-    from embedtag.serve import MicroBatcher
     from embedtag.tagger import Tagger
+
+log = logging.getLogger("uvicorn.error")  # the server's own log: where a worker's failed catch-up shows
 
 
 def review_page() -> str:
@@ -35,11 +40,12 @@ class CorrectionService:
     """What the routes share: the store, recently tagged documents, and the reload lock."""
 
     def __init__(self, app: FastAPI, batcher: MicroBatcher, index_path: str | os.PathLike[str] | None,
-                 store_path: str | os.PathLike[str] | None) -> None:
+                 store_path: str | os.PathLike[str] | None, signal: ReloadSignal | None = None) -> None:
         self.app = app
         self.batcher = batcher
         self.index_path = index_path
         self.store_path = store_path
+        self.signal = signal  # shared with the other worker processes, if any
         self._store: CorrectionStore | None = None
         self.recent = RecentDocuments()
         self._reload_lock = threading.Lock()
@@ -64,18 +70,10 @@ class CorrectionService:
         return {**correction.to_json(), "stored": True, "projects": projects, "store": str(self.store().path)}
 
     def reload(self) -> dict[str, Any]:
-        from embedtag.index import default_index_path, load_index
-        from embedtag.tagger import Tagger
-
         with self._reload_lock:  # one reload at a time; tagging goes on meanwhile
-            path = Path(self.index_path) if self.index_path else default_index_path()
-            new = Tagger(load_index(path), self.tagger.encoder)
-            self.batcher.tagger = new  # atomic: the next batch uses the new index
-            self.app.state.tagger = new
-            cache = getattr(self.app.state, "index_cache", None)
-            if cache is not None:  # other tag lists carry the new index's ranker and examples over
-                cache.rebase(new)
-            self.reloads += 1
+            path, new = self._swap()
+            if self.signal is not None:  # after the swap: a worker that catches up finds the same files
+                self.signal.announce()
             return {
                 "reloaded": True,
                 "index": str(path),
@@ -85,20 +83,55 @@ class CorrectionService:
                 "reloads": self.reloads,
             }
 
+    def catch_up(self) -> None:
+        """Reload because another worker did (its token is in the shared file)."""
+        if self.signal is None:
+            return
+        with self._reload_lock:
+            token = self.signal.pending()  # again under the lock: a request before us may have caught up
+            if token is None:
+                return
+            try:
+                path, _ = self._swap()
+            except EmbedtagError as exc:  # the other worker loaded it; the files changed since
+                log.warning("another worker reloaded the index, but it did not load here: %s", exc)
+            else:
+                log.info("worker %d: index %s reloaded, as another worker was asked to", os.getpid(), path)
+            self.signal.seen = token  # not retried on every request; the next reload tries again
+
+    def _swap(self) -> tuple[Path, Tagger]:
+        """Load the index beside the old one, then hand it over (the caller holds the lock)."""
+        from embedtag.index import default_index_path, load_index
+        from embedtag.tagger import Tagger
+
+        path = Path(self.index_path) if self.index_path else default_index_path()
+        new = Tagger(load_index(path), self.tagger.encoder)
+        self.batcher.tagger = new  # atomic: the next batch uses the new index
+        self.app.state.tagger = new
+        cache = getattr(self.app.state, "index_cache", None)
+        if cache is not None:  # other tag lists carry the new index's ranker and examples over
+            cache.rebase(new)
+        self.reloads += 1
+        return path, new
+
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message, "message": message}, status_code=status)
 
 
-def register(
+def add_corrections_routes(
     app: FastAPI,
     batcher: MicroBatcher,
     index_path: str | os.PathLike[str] | None = None,
     store_path: str | os.PathLike[str] | None = None,
+    signal: ReloadSignal | None = None,
 ) -> CorrectionService:
-    """Add /feedback, /admin/reload and /review to the app."""
-    service = CorrectionService(app, batcher, index_path, store_path)
+    """Add /feedback, /admin/reload and /review to the app; with `signal`, a reload in one worker
+    process reaches the others (each catches up before its next answer)."""
+    service = CorrectionService(app, batcher, index_path, store_path, signal)
     app.state.corrections = service
+    if signal is not None:
+        app.add_middleware(ReloadWatch, signal=signal, catch_up=service.catch_up)  # type: ignore[arg-type]
 
     # Out of the OpenAPI schema (documented in the README): the fuzzed contract covers the tagging API.
     @app.post("/feedback", status_code=201, summary="Store a person's final tags", include_in_schema=False)
