@@ -8,7 +8,8 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from embedtag.encoders import Encoder
 from embedtag.encoders.adapter import ADAPTER_FILE
 from embedtag.errors import IndexError_
+from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, TagText, form_tags, tag_cues, tag_keywords, tag_texts
 from embedtag.scoring import ScoringSettings
 from embedtag.tags import Tag, tags_fingerprint
@@ -110,6 +112,8 @@ class TagIndex:
     example_chunk_vectors: np.ndarray | None = None
     # exemplars (embedtag.exemplars): tag ids per exemplar and their vectors; never their text
     exemplar_tags: list[tuple[int, ...]] = field(default_factory=list)
+    # per exemplar, its secondary (`also`) tag ids: empty, or as long as `exemplar_tags`
+    exemplar_also: list[tuple[int, ...]] = field(default_factory=list)
     exemplar_vectors: np.ndarray | None = None
     exemplar_source: str = ""
     # an `embedtag train` adapter the encoder ran with (safetensors bytes), saved beside the vectors
@@ -183,6 +187,50 @@ class TagIndex:
                 f"rebuild it with `embedtag build-index --tags FILE --out DIR`"
             )
 
+    # ---- another tag list --------------------------------------------------------------------
+
+    def without_learning(self) -> TagIndex:
+        """Only the tag list and its embedded texts: no examples, exemplars or fitted settings."""
+        return replace(
+            self,
+            settings=_zero_shot_settings(self.settings, exemplars=False),
+            examples=[],
+            example_vectors=None,
+            example_chunk_vectors=None,
+            exemplar_tags=[],
+            exemplar_also=[],
+            exemplar_vectors=None,
+            exemplar_source="",
+            _faiss_examples=None,
+            _faiss_example_chunks=None,
+        )
+
+    def retarget(self, onto: TagIndex, mapping: Mapping[int, int], min_shared: float) -> TagIndex:
+        """This index as it would answer for `onto`'s tag list: `onto`'s tags and embedded texts
+        with what this index learned that applies to them. `mapping` is this index's tag id →
+        `onto`'s for the tags both lists name (which names match is the caller's policy:
+        `embedtag.transfer.id_map`).
+
+        The exemplars of shared tags always carry over; the labelled examples and the fitted
+        ranker (biases following their tags) only when at least `min_shared` of `onto`'s tags are
+        in `mapping`, else it scores zero-shot. Anything `onto` had learned is replaced. Arrays are
+        shared with this index, not copied: one index per request's list must stay cheap."""
+        unknown = sorted(set(mapping) - {tag.id for tag in self.tags})
+        strays = sorted(set(mapping.values()) - {tag.id for tag in onto.tags})
+        if unknown or strays:
+            # a wrong mapping would silently drop or mislabel votes: say which ids are off
+            raise IndexError_(
+                f"cannot retarget: the mapping names ids {unknown or strays} that are not in the "
+                f"{'source' if unknown else 'target'} tag list"
+            )
+        index = _carry_exemplars(self, onto.without_learning(), mapping)
+        if onto.tags and len(mapping) >= min_shared * len(onto.tags):
+            index = _carry_examples(self, index, mapping)
+            settings = _carry_settings(self.settings, mapping, [tag.id for tag in self.tags])
+        else:
+            settings = _zero_shot_settings(self.settings, exemplars=index.exemplar_vectors is not None)
+        return replace(index, settings=settings)
+
     # ---- persistence -------------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
@@ -208,6 +256,10 @@ class TagIndex:
                 "count": len(self.exemplar_tags),
                 # one "id,id" string per exemplar keeps the manifest short and readable
                 "tags": [",".join(str(t) for t in tags) for tags in self.exemplar_tags],
+                **(
+                    {"also": [",".join(str(t) for t in tags) for tags in self.exemplar_also]}
+                    if any(self.exemplar_also) else {}
+                ),
             },
             "examples": [
                 {
@@ -359,6 +411,11 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         exemplar_tags = [
             tuple(int(x) for x in str(entry).split(",") if x) for entry in exemplar_info.get("tags", [])
         ]
+        exemplar_also = [
+            tuple(int(x) for x in str(entry).split(",") if x) for entry in exemplar_info.get("also", [])
+        ]
+        if exemplar_also and len(exemplar_also) != len(exemplar_tags):
+            raise ValueError("exemplars' 'also' and 'tags' lists differ in length")
         exemplar_source = str(exemplar_info.get("source", ""))
         settings = ScoringSettings.from_json(manifest.get("settings", {}))
         dimension = int(model["dimension"])
@@ -409,7 +466,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         if exemplar_vectors.shape != (len(exemplar_tags), dimension):
             raise IndexError_(f"{directory / EXEMPLAR_VECTORS} does not match the manifest; {REBUILD_HINT}")
         known = {tag.id for tag in tags}
-        if any(t not in known for entry in exemplar_tags for t in entry):
+        if any(t not in known for entry in [*exemplar_tags, *exemplar_also] for t in entry):
             raise IndexError_(f"{manifest_path} lists exemplar tags that are not in its tag list; {REBUILD_HINT}")
     return TagIndex(
         tags=tags,
@@ -426,6 +483,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         example_vectors=example_vectors,
         example_chunk_vectors=example_chunk_vectors,
         exemplar_tags=exemplar_tags,
+        exemplar_also=exemplar_also,
         exemplar_vectors=exemplar_vectors,
         exemplar_source=exemplar_source,
         adapter=adapter,
@@ -440,6 +498,79 @@ def _read_adapter(path: Path, expected_sha: str | None) -> bytes:
     if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
         raise IndexError_(f"index file {path} is corrupt or truncated (checksum differs); {REBUILD_HINT}")
     return data
+
+
+def _carry_exemplars(source: TagIndex, target: TagIndex, mapping: Mapping[int, int]) -> TagIndex:
+    """`target` plus the exemplars of `source` that stand under a tag in `mapping`, their ids
+    mapped. An exemplar none of whose tags is mapped is left out."""
+    if source.exemplar_vectors is None or not source.exemplar_tags:
+        return target
+    rows: list[int] = []
+    labels: list[tuple[int, ...]] = []
+    also: list[tuple[int, ...]] = []
+    for row, ids in enumerate(source.exemplar_tags):
+        mapped = tuple(mapping[t] for t in ids if t in mapping)
+        if mapped:
+            rows.append(row)
+            labels.append(mapped)
+            if source.exemplar_also:
+                also.append(tuple(mapping[t] for t in source.exemplar_also[row] if t in mapping))
+    if not rows:
+        return target
+    # every exemplar kept: share the array rather than copy 20 MB per list
+    vectors = source.exemplar_vectors if len(rows) == len(source.exemplar_tags) else source.exemplar_vectors[rows]
+    return replace(
+        target, exemplar_tags=labels, exemplar_also=also, exemplar_vectors=vectors,
+        exemplar_source=source.exemplar_source,
+    )
+
+
+def _carry_examples(source: TagIndex, target: TagIndex, mapping: Mapping[int, int]) -> TagIndex:
+    """`target` plus all of `source`'s labelled examples, labels mapped (those of unmapped tags
+    dropped: such a README still tells its neighbours "not these tags"). Vectors and FAISS
+    indexes are shared with `source`, not copied."""
+    if not source.examples or source.example_vectors is None:
+        return target
+    examples = [
+        replace(
+            e,
+            core=tuple(mapping[t] for t in e.core if t in mapping),
+            also=tuple(mapping[t] for t in e.also if t in mapping),
+        )
+        for e in source.examples
+    ]
+    return replace(
+        target,
+        examples=examples,
+        example_vectors=source.example_vectors,
+        example_chunk_vectors=source.example_chunk_vectors,
+        _faiss_examples=source.faiss_examples(),
+        _faiss_example_chunks=source.faiss_example_chunks(),
+    )
+
+
+def _carry_settings(settings: ScoringSettings, mapping: Mapping[int, int], source_ids: list[int]) -> ScoringSettings:
+    """`settings` with per-tag biases (of the ranker and of the zero-shot score) moved to the new
+    ids, those of unmapped tags dropped, and the ranker's fitted tags (default: all of
+    `source_ids`) mapped, so that it knows which tags are new to it (`scoring.lift_new_tags`)."""
+    tag_bias = {mapping[t]: v for t, v in settings.tag_bias.items() if t in mapping}
+    ranker = settings.ranker
+    if ranker is not None:
+        fitted = ranker.fitted_tags if ranker.fitted_tags is not None else tuple(source_ids)
+        ranker = replace(
+            ranker,
+            tag_bias={mapping[t]: v for t, v in ranker.tag_bias.items() if t in mapping},
+            fitted_tags=tuple(sorted(mapping[t] for t in fitted if t in mapping)),
+        )
+    return replace(settings, tag_bias=tag_bias, ranker=ranker)
+
+
+def _zero_shot_settings(settings: ScoringSettings, exemplars: bool) -> ScoringSettings:
+    """`settings` without anything fitted to a tag list: no ranker, biases or example weight (the
+    exemplars' vote, where there are exemplars, is added with its fixed weight)."""
+    return replace(
+        settings, example_weight=0.0, tag_bias={}, ranker=None, exemplar_weight=EXEMPLAR_WEIGHT if exemplars else 0.0
+    )
 
 
 def gloss_evidence(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ else an index built for that list on the fly, kept in memory (LRU) and on disk.
 A prompt carries its own tag list. Building an index for it means embedding its tag texts
 (curated glosses for names embedtag knows, generated ones for the rest): a few seconds for 90
 tags on 2 cores, so it is done once per list. What the shipped index learned (exemplars,
-labelled examples, the ranker) carries over to the tags the list shares with it (`transfer`).
+labelled examples, the ranker) carries over to the tags the list shares with it: which tags are
+the same is `transfer.match_tags`'s call, the carrying `TagIndex.retarget`'s.
 The key is a fingerprint of the list's ids and names (and any glosses/aliases it carries),
 independent of their order. Two requests for the same new list at the same time build it once:
 the second waits on a per-fingerprint lock and then finds it in memory.
@@ -27,7 +28,7 @@ from embedtag.glosses import TagGlosses, load_glosses, tag_texts
 from embedtag.index import TagIndex, build_index, gloss_evidence, load_index, texts_fingerprint
 from embedtag.tagger import Tagger
 from embedtag.tags import Tag
-from embedtag.transfer import MIN_SHARED, match_tags, transfer, without_learning
+from embedtag.transfer import MIN_SHARED, match_tags
 
 DEFAULT_MAX_ENTRIES = 32
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -164,12 +165,12 @@ class IndexCache:
             except EmbedtagError:
                 pass  # corrupt, stale or another model's: rebuilt below and written over
         if own is None:
-            own = without_learning(build_index(ordered, glosses, self.encoder))
+            own = build_index(ordered, glosses, self.encoder).without_learning()
             if self.use_disk:
                 # a read-only or full cache home costs the next process a rebuild, nothing more
                 with contextlib.suppress(OSError):
                     own.save(directory)
-        tagger = Tagger(transfer(base.index, own, self.min_shared, mapping), self.encoder)
+        tagger = Tagger(base.index.retarget(own, mapping, self.min_shared), self.encoder)
         with self._lock:
             if source == DISK:
                 self.stats.disk_hits += 1

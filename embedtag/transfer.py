@@ -14,18 +14,20 @@ expansion (`kubernetes` for `k8s`, `databases` for `database`); ids may differ:
 
 Without this, any other list was scored zero-shot: with three tags added to the shipped list,
 strict F1 0.550 instead of 0.668 on the dev set (benchmarks/tag_lists.md).
+
+This module is the policy (which tags are the same across lists, how many must be shared); the
+carrying itself is `TagIndex.retarget`, so nothing here reaches into an index's arrays.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses
 from embedtag.index import TagIndex
-from embedtag.scoring import ScoringSettings
 from embedtag.tags import Tag, load_tags
 
 # Share of a new list's tags that must be the source's (by name) for the ranker and examples to
@@ -112,109 +114,28 @@ def shipped_names(tags: list[Tag], glosses: Mapping[str, TagGlosses]) -> dict[st
     }
 
 
-def transfer_exemplars(source: TagIndex, target: TagIndex, mapping: dict[int, int] | None = None) -> TagIndex:
-    """`target` plus the exemplars of `source` that stand under a tag `target`'s list also has
-    (ids mapped to the new list's by `mapping`, default `id_map`). An exemplar none of whose tags
-    is in the new list is left out."""
-    if source.exemplar_vectors is None or not source.exemplar_tags:
-        return target
-    mapping = id_map(source.tags, target.tags) if mapping is None else mapping
-    rows: list[int] = []
-    labels: list[tuple[int, ...]] = []
-    for row, ids in enumerate(source.exemplar_tags):
-        mapped = tuple(mapping[t] for t in ids if t in mapping)
-        if mapped:
-            rows.append(row)
-            labels.append(mapped)
-    if not rows:
-        return target
-    # every exemplar kept: share the array rather than copy 20 MB per list
-    vectors = source.exemplar_vectors if len(rows) == len(source.exemplar_tags) else source.exemplar_vectors[rows]
-    return replace(target, exemplar_tags=labels, exemplar_vectors=vectors, exemplar_source=source.exemplar_source)
-
-
-def transfer_examples(source: TagIndex, target: TagIndex, mapping: dict[int, int] | None = None) -> TagIndex:
-    """`target` plus all of `source`'s labelled examples, labels mapped to the new ids. Their
-    vectors (and FAISS indexes) are shared with `source`, not copied."""
-    if not source.examples or source.example_vectors is None:
-        return target
-    mapping = id_map(source.tags, target.tags) if mapping is None else mapping
-    examples = [
-        replace(
-            e,
-            core=tuple(mapping[t] for t in e.core if t in mapping),
-            also=tuple(mapping[t] for t in e.also if t in mapping),
-        )
-        for e in source.examples
-    ]
-    return replace(
-        target,
-        examples=examples,
-        example_vectors=source.example_vectors,
-        example_chunk_vectors=source.example_chunk_vectors,
-        _faiss_examples=source.faiss_examples(),
-        _faiss_example_chunks=source.faiss_example_chunks(),
-    )
-
-
-def zero_shot_settings(settings: ScoringSettings, exemplars: bool) -> ScoringSettings:
-    """`settings` without anything fitted to a tag list: no ranker, biases or example weight (the
-    exemplars' vote, where there are exemplars, is added with its fixed weight)."""
-    return replace(
-        settings, example_weight=0.0, tag_bias={}, ranker=None, exemplar_weight=EXEMPLAR_WEIGHT if exemplars else 0.0
-    )
-
-
-def transfer_settings(settings: ScoringSettings, mapping: dict[int, int], source_ids: list[int]) -> ScoringSettings:
-    """`settings` with per-tag biases (of the ranker and of the zero-shot score) moved to the new
-    ids, biases of tags the new list lacks dropped, and the ranker's fitted tags (default: all of
-    `source_ids`) mapped, so that it knows which tags are new to it."""
-    tag_bias = {mapping[t]: v for t, v in settings.tag_bias.items() if t in mapping}
-    ranker = settings.ranker
-    if ranker is not None:
-        fitted = ranker.fitted_tags if ranker.fitted_tags is not None else tuple(source_ids)
-        ranker = replace(
-            ranker,
-            tag_bias={mapping[t]: v for t, v in ranker.tag_bias.items() if t in mapping},
-            fitted_tags=tuple(sorted(mapping[t] for t in fitted if t in mapping)),
-        )
-    return replace(settings, tag_bias=tag_bias, ranker=ranker)
-
-
-def shares_enough(mapping: dict[int, int], target: list[Tag], min_shared: float = MIN_SHARED) -> bool:
-    """Whether `target` names enough of the source's tags (`mapping`) for its ranker and examples
-    to carry over."""
-    return bool(target) and len(mapping) >= min_shared * len(target)
-
-
-def without_learning(index: TagIndex) -> TagIndex:
-    """Only the tag list and its embedded texts: no examples, exemplars or fitted settings."""
-    return replace(
-        index,
-        settings=zero_shot_settings(index.settings, exemplars=False),
-        examples=[],
-        example_vectors=None,
-        example_chunk_vectors=None,
-        exemplar_tags=[],
-        exemplar_vectors=None,
-        exemplar_source="",
-        _faiss_examples=None,
-        _faiss_example_chunks=None,
-    )
-
-
 def transfer(
     source: TagIndex, target: TagIndex, min_shared: float = MIN_SHARED, mapping: dict[int, int] | None = None
 ) -> TagIndex:
-    """`target`'s tag texts with what `source` learned that applies to its list: the exemplars of
-    shared tags always; the labelled examples and the fitted ranker when at least `min_shared` of
-    the list's tags are `source`'s (else it scores zero-shot). Anything `target` held is replaced.
-    `mapping`: source id → target id (default `id_map` by name)."""
+    """`source.retarget(target, ...)` with this module's policy: tags matched by name (`id_map`)
+    unless `mapping` (source id → target id) says otherwise, and `MIN_SHARED` of them needed for
+    the labelled examples and the ranker to carry over."""
+    return source.retarget(target, id_map(source.tags, target.tags) if mapping is None else mapping, min_shared)
+
+
+def transfer_exemplars(source: TagIndex, target: TagIndex, mapping: dict[int, int] | None = None) -> TagIndex:
+    """`target` plus the exemplars of `source` that stand under a tag `target`'s list also has
+    (ids mapped by `mapping`, default `id_map`); `target`'s other learning is kept."""
     mapping = id_map(source.tags, target.tags) if mapping is None else mapping
-    index = transfer_exemplars(source, without_learning(target), mapping)
-    if shares_enough(mapping, target.tags, min_shared):
-        index = transfer_examples(source, index, mapping)
-        settings = transfer_settings(source.settings, mapping, [tag.id for tag in source.tags])
-    else:
-        settings = zero_shot_settings(source.settings, index.exemplar_vectors is not None)
-    return replace(index, settings=settings)
+    carried = source.retarget(target, mapping, min_shared=math.inf)  # no list shares that much: exemplars only
+    if carried.exemplar_vectors is None:
+        return target  # none to carry: the very same index, not a copy
+    return replace(
+        target, exemplar_tags=carried.exemplar_tags, exemplar_also=carried.exemplar_also,
+        exemplar_vectors=carried.exemplar_vectors, exemplar_source=carried.exemplar_source,
+    )
+
+
+def without_learning(index: TagIndex) -> TagIndex:
+    """Only the tag list and its embedded texts (`TagIndex.without_learning`)."""
+    return index.without_learning()

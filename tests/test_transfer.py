@@ -182,3 +182,39 @@ def test_a_tag_new_to_the_list_is_still_predicted(calibrated: Tagger, tmp_path: 
     alone = replace(tagger.settings, ranker=replace(tagger.settings.ranker, fitted_tags=None))  # no tag is new
     ranker_alone = Tagger(replace(tagger.index, settings=alone), tagger.encoder)
     assert "pixel-art" not in [t.key for t in ranker_alone.tag(readme, "pixel art editor").tags]
+
+
+def test_retarget_is_the_index_for_another_list_in_one_call(calibrated: Tagger) -> None:
+    """`TagIndex.retarget`: the same list under other ids tags exactly like the calibrated index,
+    sharing its arrays; a list that shares too little scores zero-shot with the shared exemplars."""
+    base = calibrated.index
+    tags = renumbered(base.tags)
+    mapping = {t.id: t.id + 100 for t in base.tags}
+    # the list's own index: its texts (and what the glosses say of its tags) under the new ids
+    own = replace(
+        base, tags=tags, texts=[replace(t, tag_id=t.tag_id + 100) for t in base.texts],
+        keywords={k + 100: v for k, v in base.keywords.items()}, cues={k + 100: v for k, v in base.cues.items()},
+        form_tags=frozenset(t + 100 for t in base.form_tags),
+    )
+    moved = base.retarget(own, mapping, min_shared=0.5)
+    assert moved.tags == tags and moved.example_vectors is base.example_vectors
+    assert moved.faiss_examples() is base.faiss_examples()  # shared, not rebuilt per list
+    assert names(Tagger(moved, calibrated.encoder)) == names(calibrated)
+    assert transfer(base, without_learning(moved)).settings == moved.settings  # the policy wrapper agrees
+    k8s = next(t.id for t in base.tags if t.key == "k8s")
+    zero_shot = base.retarget(moved, {k8s: k8s + 100}, min_shared=0.5)  # 1 of the list's tags shared
+    assert zero_shot.settings.ranker is None and not zero_shot.examples and not zero_shot.settings.tag_bias
+    assert zero_shot.exemplar_tags and set(zero_shot.exemplar_tags) == {(k8s + 100,)}
+    assert zero_shot.settings.exemplar_weight > 0
+    assert base.settings.ranker is not None and base.examples  # the source itself is left as it was
+
+
+def test_retarget_refuses_a_mapping_that_names_ids_neither_list_has(calibrated: Tagger) -> None:
+    from embedtag.errors import IndexError_
+
+    base = calibrated.index
+    own = without_learning(replace(base, tags=renumbered(base.tags)))
+    with pytest.raises(IndexError_, match=r"ids \[999\] that are not in the source tag list"):
+        base.retarget(own, {999: 101}, min_shared=0.5)
+    with pytest.raises(IndexError_, match=r"ids \[5\] that are not in the target tag list"):
+        base.retarget(own, {base.tags[0].id: 5}, min_shared=0.5)
