@@ -8,12 +8,12 @@ rounds), on the same READMEs.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from harness import load_avg, timed
 
 from embedtag.records import read_labelled
 from embedtag.scoring import chunk_example_votes, label_matrix
@@ -46,6 +46,7 @@ def main() -> None:
         start += len(chunks)
     doc_vectors = np.stack([document_vector(c, vectors[a:b]) for c, (a, b) in zip(per_doc, spans, strict=True) if c])
     list(with_exemplars.tag_many(docs[:8]))  # warm up (torch, FAISS)
+    load_start = load_avg()
     votes_ms: list[float] = []
     chunk_ms: list[float] = []
     index = with_exemplars.index
@@ -58,18 +59,17 @@ def main() -> None:
     rate: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, tagger in variants.items():
-            t0 = time.perf_counter()
-            for doc, chunks, (a, b) in zip(docs, per_doc, spans, strict=True):
-                if chunks:
-                    tagger.score(doc, chunks, vectors[a:b])
-            score_ms[name].append(1000 * (time.perf_counter() - t0) / len(docs))
-            t0 = time.perf_counter()
-            list(tagger.tag_many(docs))
-            rate[name].append(len(docs) / (time.perf_counter() - t0))
+            _, seconds = timed(lambda t=tagger: [
+                t.score(doc, chunks, vectors[a:b])
+                for doc, chunks, (a, b) in zip(docs, per_doc, spans, strict=True) if chunks
+            ])
+            score_ms[name].append(1000 * seconds / len(docs))
+            _, seconds = timed(lambda t=tagger: list(t.tag_many(docs)))
+            rate[name].append(len(docs) / seconds)
         for start in range(0, len(doc_vectors), 64):  # the batch path of tag_many: 64 READMEs a pass
-            t0 = time.perf_counter()
-            with_exemplars.exemplar_votes_for(doc_vectors[start : start + 64])
-            votes_ms.append(1000 * (time.perf_counter() - t0) / len(doc_vectors[start : start + 64]))
+            block = doc_vectors[start : start + 64]
+            _, seconds = timed(lambda b=block: with_exemplars.exemplar_votes_for(b))
+            votes_ms.append(1000 * seconds / len(block))
         for start in range(0, len(docs), 64):  # chunk votes as evidence_batch computes them
             batch = [(c, spans[i]) for i, c in enumerate(per_doc[start : start + 64], start) if c]
             first, last = batch[0][1][0], batch[-1][1][1]
@@ -81,8 +81,8 @@ def main() -> None:
                 weights = np.array([c.weight for c in chunks], dtype=np.float32)
                 chunk_example_votes(sims[a - first : b - first], owners[a - first : b - first], weights, labels)
             chunk_ms.append(1000 * (time.perf_counter() - t0) / len(batch))
-    load = os.getloadavg()[0]
-    print(f"{len(docs)} READMEs, {args.rounds} interleaved rounds, load average {load:.1f}")
+    print(f"{len(docs)} READMEs, {args.rounds} interleaved rounds, load average {load_start:.1f} at the start, "
+          f"{load_avg():.1f} at the end")
     for name in variants:
         print(
             f"{name}: scoring one README at a time {min(score_ms[name]):.2f} ms/README (best), "

@@ -5,7 +5,8 @@ stopped.
 The machine these scripts run on is shared (2 cores, other jobs): every figure is worth only as
 much as the load average beside it, so everything here that times something records it.
 Scripts import it as `from harness import ...` (they run as `python scripts/NAME.py`, which puts
-scripts/ first on sys.path). It imports embedtag only where it starts embedtag, never the tests.
+scripts/ first on sys.path). It runs embedtag as a command and never imports the tests: what the
+tests' real server (tests/helpers.py) does under pytest's network guard, this does with /health.
 """
 
 from __future__ import annotations
@@ -25,15 +26,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_ITEMS = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
 GNU_TIME = Path("/usr/bin/time")
-
-T = TypeVar("T")
-
 
 # ---- timing and the machine ---------------------------------------------------------------------
 
@@ -49,8 +47,9 @@ def load_label() -> str:
     return f"load {one:.1f}/{five:.1f}"
 
 
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
-    """`fn()` and the wall seconds it took."""
+def timed(fn: Callable[..., Any]) -> tuple[Any, float]:
+    """`fn()` and the wall seconds it took (Any: mypy cannot type the lambdas with default
+    arguments that timing a loop's body needs)."""
     started = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - started
@@ -170,6 +169,16 @@ def replace_section(path: Path, text: str, begin: str, end: str, title: str) -> 
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {title}\n\n{text}\n", encoding="utf-8")
+
+
+def seed_prompt(description: str, readme: str, doc_id: str, tag_list: str) -> str:
+    """A prompt in the seed's form (../shared/data/examples/llm-prompt.txt); `tag_list` is the
+    list's JSON text, as a catalogue app pastes it."""
+    return (
+        f'base on {description} {readme}", Assign "at most 3 tags" to the expected json: '
+        f'{{"id":{json.dumps(doc_id)},"tags":[]}} "only from the tags list I provide: {tag_list}" '
+        f'returns me the "expected json"'
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:

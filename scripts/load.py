@@ -45,6 +45,7 @@ from harness import (
     md_table,
     percentile,
     read_jsonl,
+    seed_prompt,
     serve,
     write_json,
 )
@@ -140,12 +141,7 @@ def tag_markdown(report: dict[str, Any]) -> str:
 
 
 def seed_form(item: dict[str, str], tags: list[dict[str, Any]]) -> str:
-    tag_list = json.dumps(tags, separators=(",", ":"))
-    return (
-        f'base on {item["description"]} {item["readme"]}", Assign "at most 3 tags" to the expected json: '
-        f'{{"id":{json.dumps(item["id"])},"tags":[]}} "only from the tags list I provide: {tag_list}" '
-        f'returns me the "expected json"'
-    )
+    return seed_prompt(item["description"], item["readme"], item["id"], json.dumps(tags, separators=(",", ":")))
 
 
 def new_list(size: int, rng: random.Random) -> list[dict[str, Any]]:

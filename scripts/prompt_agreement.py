@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, load_avg, md_table, read_jsonl, seed_prompt, timed
+
 sys.path.insert(0, str(REPO))
 
-from embedtag.index_cache import IndexCache  # noqa: E402
-from embedtag.prompt import parse_prompt  # noqa: E402
-from embedtag.tagger import Document, Tagger  # noqa: E402
-from embedtag.tags import default_tags_path  # noqa: E402
-
-
-def seed_form(description: str, readme: str, doc_id: str, tag_list: str) -> str:
-    return (
-        f'base on {description} {readme}", Assign "at most 3 tags" to the expected json: '
-        f'{{"id":{json.dumps(doc_id)},"tags":[]}} "only from the tags list I provide: {tag_list}" '
-        f'returns me the "expected json"'
-    )
+from embedtag.index_cache import IndexCache
+from embedtag.prompt import parse_prompt
+from embedtag.tagger import Document, Tagger
+from embedtag.tags import default_tags_path
 
 
 def main() -> None:
@@ -41,32 +33,33 @@ def main() -> None:
     parser.add_argument("items", type=Path, help="JSONL: id, description, readme")
     parser.add_argument("-o", "--output", type=Path, help="Markdown report [default: stdout]")
     parser.add_argument("--index", help="index directory [default: the shipped index]")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N items (quick runs)")
     args = parser.parse_args()
 
-    rows = [json.loads(line) for line in args.items.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(args.items, args.limit)
     tag_list = json.dumps(json.loads(default_tags_path().read_text(encoding="utf-8")), separators=(",", ":"))
     tagger = Tagger.load(args.index)
     cache = IndexCache(tagger, use_disk=False)
     docs = [Document(str(r["id"]), r.get("readme") or "", r.get("description") or "") for r in rows]
 
-    started = time.perf_counter()
-    batch = [[t.name for t in res.tags] for res in tagger.tag_many(docs)]
-    batch_s = time.perf_counter() - started
+    batch, batch_s = timed(lambda: [[t.name for t in res.tags] for res in tagger.tag_many(docs)])
 
-    started = time.perf_counter()
     via_prompt: list[list[str]] = []
     sources: dict[str, int] = {}
     split_exact = 0
-    for row, doc in zip(rows, docs, strict=True):
-        parsed = parse_prompt(seed_form(doc.description, doc.readme, doc.id, tag_list))
+
+    def one(row: dict[str, Any], doc: Document) -> list[str]:
+        nonlocal split_exact
+        parsed = parse_prompt(seed_prompt(doc.description, doc.readme, doc.id, tag_list))
         split_exact += parsed.description == doc.description.strip() and parsed.readme.strip() == doc.readme.strip()
         list_tagger, source = cache.tagger_for(parsed.tags)
         sources[source] = sources.get(source, 0) + 1
         result = list_tagger.tag(parsed.readme, parsed.description, parsed.id)
         answer = parsed.answer(result)
         assert answer["id"] == row["id"], (answer, row["id"])
-        via_prompt.append(answer["tags"])
-    prompt_s = time.perf_counter() - started
+        return list(answer["tags"])
+
+    via_prompt, prompt_s = timed(lambda: [one(row, doc) for row, doc in zip(rows, docs, strict=True)])
 
     same = sum(a == b for a, b in zip(batch, via_prompt, strict=True))
     differ = [(d.id, a, b) for d, a, b in zip(docs, batch, via_prompt, strict=True) if a != b]
@@ -81,15 +74,15 @@ def main() -> None:
         "and tagged by the tagger the prompt's tag list selects. The same items went through",
         "`Tagger.tag_many` (what `embedtag batch` runs).",
         "",
-        "| what | value |",
-        "| --- | --- |",
-        f"| items | {len(rows)} |",
-        f"| same tags, same order | **{same} / {len(rows)} ({100 * same / len(rows):.1f}%)** |",
-        f"| description and README read back exactly | {split_exact} / {len(rows)} |",
-        f"| index the prompt's list selected | {', '.join(f'{k}: {v}' for k, v in sorted(sources.items()))} |",
-        f"| items with at least one tag | {sum(1 for t in batch if t)} |",
-        f"| time, batch path / prompt path (one by one) | {batch_s:.1f} s / {prompt_s:.1f} s |",
-        f"| 1-minute load average at the end (2 cores, shared machine) | {os.getloadavg()[0]:.2f} |",
+        *md_table(["what", "value"], [
+            ["items", len(rows)],
+            ["same tags, same order", f"**{same} / {len(rows)} ({100 * same / len(rows):.1f}%)**"],
+            ["description and README read back exactly", f"{split_exact} / {len(rows)}"],
+            ["index the prompt's list selected", ", ".join(f"{k}: {v}" for k, v in sorted(sources.items()))],
+            ["items with at least one tag", sum(1 for t in batch if t)],
+            ["time, batch path / prompt path (one by one)", f"{batch_s:.1f} s / {prompt_s:.1f} s"],
+            ["1-minute load average at the end (2 cores, shared machine)", f"{load_avg():.2f}"],
+        ]),
         "",
         "Reproduce:",
         "",
@@ -99,8 +92,7 @@ def main() -> None:
         "",
     ]
     if differ:
-        lines += ["## Disagreements", "", "| id | batch | prompt |", "| --- | --- | --- |"]
-        lines += [f"| {i} | {a} | {b} |" for i, a, b in differ]
+        lines += ["## Disagreements", "", *md_table(["id", "batch", "prompt"], differ)]
         lines.append("")
     report = "\n".join(lines)
     if args.output:

@@ -20,20 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEV_ITEMS = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
-GNU_TIME = Path("/usr/bin/time")
+from harness import DEV_ITEMS, REPO, read_jsonl, run_command, write_json
+
 CORRUPT_KINDS = ("malformed-json", "missing-id", "missing-readme", "unreadable-readme-path")
 WORDS = [
     "data", "web", "cloud", "graph", "stream", "image", "audio", "video", "text", "mobile",
@@ -47,7 +42,7 @@ def default_embedtag() -> str:
 
 
 def load_dev(path: Path) -> list[dict[str, Any]]:
-    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    items = read_jsonl(path)
     if not items:
         sys.exit(f"no records in {path}")
     return items
@@ -104,32 +99,18 @@ def generate(n: int, corrupt_every: int, dev: list[dict[str, Any]], work: Path) 
 
 
 def timed(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
-    """Run cmd; its exit code, stderr, wall seconds and peak RSS (MiB) of the command itself."""
-    use_gnu_time = GNU_TIME.exists()
-    full = [str(GNU_TIME), "-v", *cmd] if use_gnu_time else cmd
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(full, stdout=stdout, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    stderr = proc.stderr
-    rss_mib: float | None = None
-    if use_gnu_time:
-        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
-        rss_mib = int(match.group(1)) / 1024 if match else None
-        stderr = re.split(r"Command exited with non-zero status \d+\n|\tCommand being timed:", stderr)[0]
-    else:  # the largest child so far: right when this is the biggest child this script ran
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        rss_mib = after / 1024 if after > before else None
+    """Run cmd (`harness.run_command`, in this directory); its exit code, stderr, wall seconds and
+    peak RSS (MiB) of the command itself, as the report shows them."""
+    run = run_command(cmd, stdout=stdout, cwd=None)
     return {
         "cmd": " ".join(cmd),
-        "exit_code": proc.returncode,
-        "stderr": stderr.strip(),
-        "wall_s": round(wall, 2),
-        "peak_rss_mib": round(rss_mib, 1) if rss_mib is not None else None,
-        "measured_with": "/usr/bin/time -v" if use_gnu_time else "resource.getrusage(RUSAGE_CHILDREN)",
+        "exit_code": run.returncode,
+        "stderr": run.stderr.strip(),
+        "wall_s": round(run.wall_s, 2),
+        "peak_rss_mib": run.peak_rss_mb,
+        "measured_with": run.measured_with,
         # other processes on the machine slow the run: the 1-minute load average before and after
-        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "load_avg_1min": [run.load_start, run.load_end],
     }
 
 
@@ -285,7 +266,7 @@ def main() -> None:
     report = cmd_batch(args) if args.mode == "batch" else cmd_large_tags(args)
     print_report(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, report, indent=2)
     sys.exit(1 if report["problems"] else 0)
 
 

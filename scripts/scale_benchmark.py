@@ -29,27 +29,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import DEV_ITEMS, REPO, md_head, md_row, timed
+from harness import load_label as load
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger, decision_is_close, head_length  # noqa: E402
-from embedtag.batch import run_batch  # noqa: E402
-from embedtag.calibrate import EXAMPLE_WEIGHT, ScoredSet, calibrate, folds, micro_f1, predict  # noqa: E402
-from embedtag.glosses import load_glosses  # noqa: E402
-from embedtag.index import TagIndex, build_index  # noqa: E402
-from embedtag.records import LabelledRecord, read_labelled  # noqa: E402
-from embedtag.tagger import Tagger, document_vector  # noqa: E402
-from embedtag.text import readme_sections  # noqa: E402
-from embedtag.vectorstore import CachingEncoder, VectorStore, cached_tagger, encoder_settings, text_key  # noqa: E402
+from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger, decision_is_close, head_length
+from embedtag.batch import run_batch
+from embedtag.calibrate import EXAMPLE_WEIGHT, ScoredSet, calibrate, folds, micro_f1, predict
+from embedtag.glosses import load_glosses
+from embedtag.index import TagIndex, build_index
+from embedtag.records import LabelledRecord, read_labelled
+from embedtag.tagger import Tagger, document_vector
+from embedtag.text import readme_sections
+from embedtag.vectorstore import CachingEncoder, VectorStore, cached_tagger, encoder_settings, text_key
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
 LINES: list[str] = []
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.1f}/{five:.1f}"
 
 
 def say(line: str = "") -> None:
@@ -84,9 +79,8 @@ def changed_tag_list(tagger: Tagger) -> TagIndex:
 
 
 def timed_batch(tagger: Tagger, items: Path, out: Path) -> float:
-    start = time.perf_counter()
-    run_batch(tagger, items, out)
-    return time.perf_counter() - start
+    _, seconds = timed(lambda: run_batch(tagger, items, out))
+    return float(seconds)
 
 
 # ---- store ---------------------------------------------------------------------------------
@@ -97,15 +91,15 @@ def section_store(base: Tagger, records: list[LabelledRecord], work: Path, store
     items = write_jsonl(work / "dev.jsonl", records)
     n = len(records)
     say(f"{n} dev READMEs, `run_batch` (JSONL in, JSONL out), model warm, store in a fresh file.\n")
-    say("| pass | encoded chunks | chunks from store | seconds | READMEs/s | load |")
-    say("| --- | --- | --- | --- | --- | --- |")
+    for line in md_head(["pass", "encoded chunks", "chunks from store", "seconds", "READMEs/s", "load"]):
+        say(line)
     store_path.unlink(missing_ok=True)
     store = VectorStore(store_path)
     first = cached_tagger(base, store)
     t1 = timed_batch(first, items, work / "first.jsonl")
     enc = first.encoder
     assert isinstance(enc, CachingEncoder)
-    say(f"| first pass, empty store | {enc.misses} | {enc.hits} | {t1:.1f} | {n / t1:.1f} | {load()} |")
+    say(md_row(["first pass, empty store", enc.misses, enc.hits, f"{t1:.1f}", f"{n / t1:.1f}", load()]))
     recal = Tagger(replace(base.index, settings=replace(
         base.settings, ranker=replace(base.settings.ranker, threshold=base.settings.ranker.threshold + 0.05)
     )) if base.settings.ranker else base.index, enc.inner)
@@ -113,14 +107,14 @@ def section_store(base: Tagger, records: list[LabelledRecord], work: Path, store
     t2 = timed_batch(again, items, work / "recal.jsonl")
     e2 = again.encoder
     assert isinstance(e2, CachingEncoder)
-    say(f"| re-tag after a recalibration (threshold +0.05) | {e2.misses} | {e2.hits} | {t2:.2f} | {n / t2:.0f} | "
-        f"{load()} |")
+    say(md_row(["re-tag after a recalibration (threshold +0.05)", e2.misses, e2.hits, f"{t2:.2f}", f"{n / t2:.0f}",
+                load()]))
     changed = cached_tagger(Tagger(changed_tag_list(base), enc.inner), store)
     t3 = timed_batch(changed, items, work / "changed.jsonl")
     e3 = changed.encoder
     assert isinstance(e3, CachingEncoder)
-    say(f"| re-tag after a tag-list change (one tag dropped) | {e3.misses} | {e3.hits} | {t3:.2f} | {n / t3:.0f} | "
-        f"{load()} |")
+    say(md_row(["re-tag after a tag-list change (one tag dropped)", e3.misses, e3.hits, f"{t3:.2f}", f"{n / t3:.0f}",
+                load()]))
     say(f"\nSpeed-up of the re-tag over the first pass: {t1 / t2:.0f}x (recalibration), {t1 / t3:.0f}x "
         f"(tag-list change). Target: >= 20x.\n")
 
@@ -158,10 +152,11 @@ def section_big(base: Tagger, records: list[LabelledRecord], work: Path, big: in
     say(f"Store: {info.vectors:,} vectors, {info.bytes / 1e6:.0f} MB.\n")
     retag = cached_tagger(Tagger(changed_tag_list(base), enc.inner), store_big)
     tr = timed_batch(retag, big_items, work / "big-retag.jsonl")
-    say("| what | READMEs | encoded chunks | seconds | READMEs/s | load |")
-    say("| --- | --- | --- | --- | --- | --- |")
-    say(f"| re-tag after a tag-list change, warm store | {total:,} | {retag.encoder.misses} | {tr:.1f} | "  # type: ignore[attr-defined]
-        f"{total / tr:.1f} | {load()} |")
+    for line in md_head(["what", "READMEs", "encoded chunks", "seconds", "READMEs/s", "load"]):
+        say(line)
+    misses = retag.encoder.misses  # type: ignore[attr-defined]
+    say(md_row(["re-tag after a tag-list change, warm store", f"{total:,}", misses, f"{tr:.1f}", f"{total / tr:.1f}",
+                load()]))
     say(f"\nAt this rate 10,000 READMEs take {10_000 / (total / tr):.0f} s (target: under 60 s).\n")
     store_big.close()
 
@@ -284,8 +279,9 @@ def section_adaptive(base: Tagger, records: list[LabelledRecord], timed: list[La
         f"{np.mean(full_tokens):.0f} tokens/README. `first` = README chunks embedded up front besides "
         "the description; `band` = how close a chance must be to the threshold (or the 3rd to the 4th "
         "tag) for the rest to be embedded. band 0 never embeds more.\n")
-    say("| first | band | extended READMEs | tokens/README | share of full | strict F1 | ΔF1 vs full |")
-    say("| --- | --- | --- | --- | --- | --- | --- |")
+    for line in md_head(["first", "band", "extended READMEs", "tokens/README", "share of full", "strict F1",
+                         "ΔF1 vs full"]):
+        say(line)
     best: tuple[float, int, float] | None = None
     for first in (2, 3, 4, 5, 6, 8):
         heads = [head_length(c, first) for c in per_doc]
@@ -296,7 +292,8 @@ def section_adaptive(base: Tagger, records: list[LabelledRecord], timed: list[La
             f1, extended = cv.adaptive(head_preds, policy)
             tokens = float(np.mean([f if e else h for f, h, e in zip(full_tokens, head_tokens, extended, strict=True)]))
             share = tokens / float(np.mean(full_tokens))
-            say(f"| {first} | {band} | {sum(extended)} | {tokens:.0f} | {share:.2f} | {f1:.4f} | {f1 - f1_full:+.4f} |")
+            say(md_row([first, band, sum(extended), f"{tokens:.0f}", f"{share:.2f}", f"{f1:.4f}",
+                        f"{f1 - f1_full:+.4f}"]))
             if f1 >= f1_full - 0.005 and (best is None or tokens < best[0]):
                 best = (tokens, first, band)
     if best is None:
@@ -321,10 +318,10 @@ def section_timed(base: Tagger, records: list[LabelledRecord], work: Path, polic
     ]
     for name, t in runs:
         seconds = timed_batch(t, items, work / "a.jsonl")
-        rows.append(f"| {name} | {len(records) / seconds:.2f} | {seconds:.1f} | {load()} |")
+        rows.append(md_row([name, f"{len(records) / seconds:.2f}", f"{seconds:.1f}", load()]))
     say(f"Measured on the first {len(records)} dev READMEs, no store, model warm (`run_batch`):\n")
-    say("| configuration | READMEs/s | seconds | load |")
-    say("| --- | --- | --- | --- |")
+    for line in md_head(["configuration", "READMEs/s", "seconds", "load"]):
+        say(line)
     for r in rows:
         say(r)
     say("")
@@ -342,21 +339,18 @@ def section_ray(base: Tagger, records: list[LabelledRecord], work: Path) -> None
     items = write_jsonl(work / "dev-ray.jsonl", records)
     n = len(records)
     local = timed_batch(Tagger(base.index, base.encoder), items, work / "local.jsonl")
-    start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    t_init = time.perf_counter() - start
-    say("| engine | seconds | READMEs/s | vs local | load |")
-    say("| --- | --- | --- | --- | --- |")
-    say(f"| local `run_batch` (model already loaded) | {local:.1f} | {n / local:.2f} | 1.00 | {load()} |")
+    _, t_init = timed(lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
+    for line in md_head(["engine", "seconds", "READMEs/s", "vs local", "load"]):
+        say(line)
+    say(md_row(["local `run_batch` (model already loaded)", f"{local:.1f}", f"{n / local:.2f}", "1.00", load()]))
     expected = (work / "local.jsonl").read_text(encoding="utf-8")
     for actors, cpus in ((1, 2.0), (2, 1.0)):
         out = work / f"ray{actors}.jsonl"
-        t = time.perf_counter()
-        run_ray_batch(None, None, items, out, RayOptions(actors=actors, cpus_per_actor=cpus, batch_size=16))
-        seconds = time.perf_counter() - t
+        options = RayOptions(actors=actors, cpus_per_actor=cpus, batch_size=16)
+        _, seconds = timed(lambda o=options, f=out: run_ray_batch(None, None, items, f, o))
         same = out.read_text(encoding="utf-8") == expected
-        say(f"| Ray, {actors} actor(s) x {cpus:g} CPU (incl. actor start + model load) | {seconds:.1f} | "
-            f"{n / seconds:.2f} | {seconds / local:.2f} | {load()} |  same output: {same}")
+        say(md_row([f"Ray, {actors} actor(s) x {cpus:g} CPU (incl. actor start + model load)", f"{seconds:.1f}",
+                    f"{n / seconds:.2f}", f"{seconds / local:.2f}", load()]) + f"  same output: {same}")
     ray.shutdown()
     say(f"\n`ray.init` of the local 2-CPU cluster took {t_init:.1f} s (not in the rows above).\n")
     estimate(n / local)
@@ -377,7 +371,7 @@ def estimate(rate_2cpu: float, total: int = 10_000_000) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("items", nargs="?", default=str(DEFAULT_DATA))
+    parser.add_argument("items", nargs="?", default=str(DEV_ITEMS))
     parser.add_argument("--out", help="Markdown file to write")
     parser.add_argument("--sections", default="size,store,big,adaptive,ray")
     parser.add_argument("--big", type=int, default=10_000, help="READMEs in the large re-tag")

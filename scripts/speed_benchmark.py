@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -33,12 +32,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
+from harness import (
+    DEV_ITEMS,
+    GNU_TIME,
+    REPO,
+    embedtag_cmd,
+    load_avg,
+    machine,
+    md_table,
+    replace_section,
+    run_command,
+    timed,
+    write_json,
+)
+
 DEFAULT_OUT = REPO / "benchmarks" / "speed.md"
 COLD_README = REPO / "examples" / "kubeedge.md"
 BEGIN, END = "<!-- speed-benchmark:begin -->", "<!-- speed-benchmark:end -->"
-TIME_V = shutil.which("time") if Path("/usr/bin/time").exists() else None
 SECTIONS = ("cold", "main", "options", "curve")
 
 
@@ -193,12 +203,6 @@ def f1_of(results: list[Any], gold: list[Any]) -> dict[str, float]:
     report = evaluate([[t.key for t in r.tags] for r in results], gold)
     return {"f1": round(report.strict_f1, 4), "p": round(report.strict_precision, 4),
             "r": round(report.strict_recall, 4), "tags_per_item": round(report.tags_per_item, 3)}
-
-
-def timed(fn: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
 
 
 def run_pipeline(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +376,7 @@ def run_curve(cfg: dict[str, Any]) -> dict[str, Any]:
             chunk_total += len(chunks)
             token_total += token_count(encoder, [c.text for c in chunks])
         clear_memo(encoder)
-        load = os.getloadavg()[0]
+        load = load_avg()
         _, seconds = timed(lambda t=tagger: list(t.tag_many(speed_docs)))
         speed_chunks = sum(len(tagger.chunks(d)) for d in speed_docs)
         point = {"max_chunks": max_chunks, "docs": len(docs), "chunks": chunk_total, "tokens": token_total,
@@ -554,37 +558,17 @@ def worker_main(cfg: dict[str, Any]) -> None:
 
 def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float = 3600,
               expect: int | None = 0, stdin: str | None = None) -> dict[str, Any]:
-    """Run a command, return wall seconds, peak RSS (MB), exit code, parsed RESULT and stderr tail."""
-    full_env = {**os.environ, **(env or {})}
-    rss_file = None
-    command = argv
-    if TIME_V:
-        handle, rss_file = tempfile.mkstemp(prefix="speed-rss-")
-        os.close(handle)
-        command = [TIME_V, "-v", "-o", rss_file, *argv]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    proc = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=timeout,
-                          input=stdin, cwd=REPO)
-    wall = time.perf_counter() - started
-    rss_mb = None
-    if rss_file:
-        text = Path(rss_file).read_text(encoding="utf-8", errors="replace")
-        Path(rss_file).unlink(missing_ok=True)
-        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-        rss_mb = round(int(match.group(1)) / 1024, 1) if match else None
-    else:  # the largest child so far: exact only when this child is the largest yet
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        rss_mb = round(after / 1024, 1) if after > before else None
+    """A command measured (`harness.run_command`) as this script's results keep it: wall seconds,
+    peak RSS (MB), exit code, the worker's parsed RESULT line, the load average at its start."""
+    run = run_command(argv, env=env, timeout=timeout, stdin=stdin)
     result = None
-    for line in proc.stdout.splitlines():
+    for line in run.stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])
-    if expect is not None and proc.returncode != expect:
-        print(f"! {' '.join(argv[:6])}... exited {proc.returncode}\n{proc.stderr[-3000:]}", file=sys.stderr)
-    return {"wall_s": round(wall, 3), "rss_mb": rss_mb, "rc": proc.returncode, "result": result,
-            "load": round(load, 2), "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}
+    if expect is not None and run.returncode != expect:
+        print(f"! {' '.join(argv[:6])}... exited {run.returncode}\n{run.stderr[-3000:]}", file=sys.stderr)
+    return {"wall_s": run.wall_s, "rss_mb": run.peak_rss_mb, "rc": run.returncode, "result": result,
+            "load": run.load_start, "stdout": run.stdout[-2000:], "stderr": run.stderr[-2000:]}
 
 
 def worker(cfg: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -594,10 +578,6 @@ def worker(cfg: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, 
     print(f"  {cfg.get('label', cfg['mode'])}: {json.dumps({k: v for k, v in out.items() if k != 'points'})}",
           file=sys.stderr, flush=True)
     return out
-
-
-def embedtag_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "embedtag", *args]
 
 
 def imports_torch(args: list[str], env: dict[str, str] | None = None) -> bool:
@@ -741,12 +721,6 @@ def curve_section(ctx: dict[str, Any], max_chunks: list[int], max_tokens: list[i
 
 def rate(n: float, seconds: float | None) -> float:
     return n / seconds if seconds else 0.0
-
-
-def md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def report(data: dict[str, Any]) -> str:
@@ -926,24 +900,10 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, text: str) -> None:
-    if out.is_file():
-        current = out.read_text(encoding="utf-8")
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
-            out.write_text(head + text + tail, encoding="utf-8")
-            return
-        out.write_text(current.rstrip() + "\n\n" + text + "\n", encoding="utf-8")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("# Speed benchmark\n\n" + text + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", default=str(DEFAULT_DATA),
+    parser.add_argument("--data", default=str(DEV_ITEMS),
                         help="labelled JSONL (id, description, readme, core, also)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to update")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
@@ -980,14 +940,13 @@ def main() -> None:
                            "options_limit": min(args.options_limit, args.limit or args.options_limit),
                            "curve_speed_limit": min(args.curve_speed_limit, args.limit or args.curve_speed_limit)}
     ctx["onnx_cache"] = str(Path(ctx["home"]) / "onnx")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    host = machine()
     data: dict[str, Any] = {"meta": {
         "command": "python scripts/speed_benchmark.py " + " ".join(a for a in sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "cores": os.cpu_count(),
-        "python": platform.python_version(), "torch": f"torch {version('torch')}",
-        "load_start": round(os.getloadavg()[0], 2), "onnxruntime available": ctx["onnx"],
-        "model2vec available": have("model2vec"), "rss_from": "/usr/bin/time -v" if TIME_V else "getrusage"}}
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": host["cpu"], "cores": host["cores"],
+        "python": host["python"], "torch": f"torch {version('torch')}",
+        "load_start": load_avg(), "onnxruntime available": ctx["onnx"],
+        "model2vec available": have("model2vec"), "rss_from": "/usr/bin/time -v" if GNU_TIME.exists() else "getrusage"}}
     if args.reuse:
         earlier = json.loads(args.reuse.read_text(encoding="utf-8"))
         kept = [k for k in earlier if k not in {"meta", "build_index", *sections}]
@@ -1020,11 +979,11 @@ def main() -> None:
             data["curve"] = curve_section(ctx, [int(x) for x in args.max_chunks.split(",")],
                                           [int(x) for x in args.max_tokens.split(",")])
     finally:
-        data["meta"]["load_end"] = f"{data['meta'].get('load_end', '')} / {os.getloadavg()[0]:.2f}".lstrip(" /")
+        data["meta"]["load_end"] = f"{data['meta'].get('load_end', '')} / {load_avg():.2f}".lstrip(" /")
         if args.json:
-            args.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            write_json(args.json, data)
         shutil.rmtree(tmp, ignore_errors=True)
-    write_report(args.out, report(data))
+    replace_section(args.out, report(data), BEGIN, END, "Speed benchmark")
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -2,6 +2,7 @@
 admin's edited list): tags added, removed or renamed, under k-fold CV on a labelled set.
 
     .venv/bin/python scripts/tag_list_benchmark.py ../shared/data/dev/items.jsonl --out benchmarks/tag_lists.md
+    .venv/bin/python scripts/tag_list_benchmark.py ../shared/data/dev/items.jsonl --limit 30 --folds 2 --out /tmp/t.md
 
 Per fold, an index is calibrated on the other folds exactly as `embedtag calibrate` does (ranker,
 labelled examples, the shipped exemplars); each list's tagger then comes from `IndexCache`, the
@@ -29,21 +30,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import REPO, load_avg, md_head, md_row
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embedtag.build import with_examples  # noqa: E402
-from embedtag.calibrate import calibrate, folds, score_labelled  # noqa: E402
-from embedtag.encoders import Encoder, load_encoder  # noqa: E402
-from embedtag.evaluate import GoldItem, Report, evaluate  # noqa: E402
-from embedtag.glosses import expand_name  # noqa: E402
-from embedtag.index import default_index_path, load_index  # noqa: E402
-from embedtag.index_cache import IndexCache  # noqa: E402
-from embedtag.records import LabelledRecord, read_labelled  # noqa: E402
-from embedtag.tagger import Tagger  # noqa: E402
-from embedtag.tags import Tag  # noqa: E402
-from embedtag.transfer import MIN_SHARED  # noqa: E402
+from embedtag.build import with_examples
+from embedtag.calibrate import calibrate, folds, score_labelled
+from embedtag.encoders import Encoder, load_encoder
+from embedtag.evaluate import GoldItem, Report, evaluate
+from embedtag.glosses import expand_name
+from embedtag.index import default_index_path, load_index
+from embedtag.index_cache import IndexCache
+from embedtag.records import LabelledRecord, read_labelled
+from embedtag.tagger import Tagger
+from embedtag.tags import Tag
+from embedtag.transfer import MIN_SHARED
 
 # how another catalogue might spell some of the same tags
 SYNONYMS = {
@@ -109,13 +110,14 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=None, help="index whose tag list and exemplars to start from")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N labelled items (quick runs)")
     parser.add_argument("--min-shared", type=float, default=MIN_SHARED,
                         help="the transfer regime's least share of shared tags [default: the shipped MIN_SHARED]")
     args = parser.parse_args()
-    started = time.time()
+    started, load_start = time.time(), load_avg()
     shipped = load_index(args.index or default_index_path())
     encoder = MemoEncoder(load_encoder(None, max_tokens=shipped.max_tokens))
-    records = read_labelled(args.gold, {t.key for t in shipped.tags})
+    records = read_labelled(args.gold, {t.key for t in shipped.tags})[: args.limit]
     # the shipped tag texts and exemplars, with none of the dev labels (its examples and ranker)
     unlabelled = replace(
         shipped, settings=replace(shipped.settings, ranker=None, tag_bias={}, example_weight=0.0), examples=[],
@@ -159,12 +161,12 @@ def main() -> None:
         "",
         "```",
         f"python scripts/tag_list_benchmark.py {args.gold} --folds {args.folds} --seed {args.seed}"
-        + (f" --min-shared {args.min_shared}" if args.min_shared != MIN_SHARED else ""),
+        + (f" --min-shared {args.min_shared}" if args.min_shared != MIN_SHARED else "")
+        + (f" --limit {args.limit}" if args.limit else ""),
         "```",
         "",
-        "| tag list | scored items | regime | strict P | strict R | strict F1 | lenient P | hit@1 | tags/item "
-        "| changed tags: predicted / right / gold |",
-        "| --- | ---: | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *md_head(["tag list", "scored items", "regime", "strict P", "strict R", "strict F1", "lenient P", "hit@1",
+                  "tags/item", "changed tags: predicted / right / gold"], right=[1]),
     ]
     shipped_names = {t.key for t in shipped.tags}
     for label, tags, renames in lists:
@@ -179,11 +181,11 @@ def main() -> None:
             stats = [report.per_tag[name] for name in changed if name in report.per_tag]
             counts = (f"{sum(s.predicted for s in stats)} / {sum(s.correct for s in stats)} / "
                       f"{sum(s.support for s in stats)}" if changed else "-")
-            lines.append(
-                f"| {label} | {len(keep)} | {regime} | {report.strict_precision:.3f} | {report.strict_recall:.3f} | "
-                f"**{report.strict_f1:.3f}** | {report.lenient_precision:.3f} | {report.hit_at_1:.3f} | "
-                f"{report.tags_per_item:.2f} | {counts} |"
-            )
+            lines.append(md_row([
+                label, len(keep), regime, f"{report.strict_precision:.3f}", f"{report.strict_recall:.3f}",
+                f"**{report.strict_f1:.3f}**", f"{report.lenient_precision:.3f}", f"{report.hit_at_1:.3f}",
+                f"{report.tags_per_item:.2f}", counts,
+            ]))
     lines += [
         "",
         "Reading the table:",
@@ -195,7 +197,8 @@ def main() -> None:
         "- A tag new to a list (one the carried-over ranker was not fitted with) is kept where the zero-shot rule "
         "would keep it (`lift_new_tags` in `embedtag/scoring.py`); without that the ranker never picked one.",
         "",
-        f"Run time: {time.time() - started:.0f} s on this machine.",
+        f"Run time: {time.time() - started:.0f} s on this machine (1-minute load average {load_start} at the "
+        f"start, {load_avg()} at the end: the machine is shared).",
         "",
     ]
     args.out.write_text("\n".join(lines), encoding="utf-8")
