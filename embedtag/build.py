@@ -96,6 +96,7 @@ def with_exemplars(index: TagIndex, encoder: Encoder, exemplars: list[Exemplar],
     return replace(
         index,
         exemplar_tags=[tuple(by_key[t] for t in e.tags) for e in exemplars],
+        exemplar_also=[tuple(by_key[t] for t in e.also) for e in exemplars] if any(e.also for e in exemplars) else [],
         exemplar_vectors=encoder.encode([e.text for e in exemplars]),
         exemplar_source=source,
         settings=settings,

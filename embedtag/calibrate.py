@@ -9,12 +9,14 @@ cross-validation encodes each README once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from embedtag.head import HeadSettings, TagHead, head_inputs, train_head, training_set
 from embedtag.index import TagIndex
+from embedtag.language import mostly_cjk
 from embedtag.records import LabelledRecord
 from embedtag.scoring import (
     RANKER_FEATURES,
@@ -53,6 +55,9 @@ class ScoredSet:
     chunk_vectors: list[np.ndarray] | None = None
     chunk_weights: list[np.ndarray] | None = None
     form: np.ndarray | None = None  # per tag column: names a project form (TagIndex.form_mask)
+    head_inputs: np.ndarray | None = None  # (docs x head input size): `head.head_inputs` of each
+    head: np.ndarray | None = None  # (docs x tags) tag head probabilities (None: no head)
+    cjk: np.ndarray | None = None  # (docs,) 1 where a README is mostly CJK (`language.mostly_cjk`)
 
     def subset(self, rows: Sequence[int]) -> ScoredSet:
         rows = list(rows)
@@ -69,6 +74,9 @@ class ScoredSet:
             [self.chunk_vectors[i] for i in rows] if self.chunk_vectors is not None else None,
             [self.chunk_weights[i] for i in rows] if self.chunk_weights is not None else None,
             self.form,
+            self.head_inputs[rows] if self.head_inputs is not None else None,
+            self.head[rows] if self.head is not None else None,
+            self.cjk[rows] if self.cjk is not None else None,
         )
 
 
@@ -82,6 +90,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
     vectors = np.zeros((len(records), tagger.encoder.dimension), dtype=np.float32)
     chunk_vectors = [np.zeros((0, tagger.encoder.dimension), dtype=np.float32) for _ in records]
     chunk_weights = [np.zeros(0, dtype=np.float32) for _ in records]
+    head_rows = np.zeros((len(records), 2 * tagger.encoder.dimension), dtype=np.float32)
+    cjk = np.zeros(len(records), dtype=np.float32)
     no_examples = tagger.without_examples()
     for start in range(0, len(records), batch_size):
         part = records[start : start + batch_size]
@@ -101,6 +111,8 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
             vectors[start + row] = document_vector(chunks, v)
             chunk_vectors[start + row] = np.array(v, dtype=np.float32)
             chunk_weights[start + row] = np.array([c.weight for c in chunks], dtype=np.float32)
+            head_rows[start + row] = head_inputs(chunk_vectors[start + row], chunk_weights[start + row])
+            cjk[start + row] = float(mostly_cjk(evidence.cjk))
     index = tagger.index
     exemplars = tagger.exemplar_votes_for(vectors)  # None without exemplars
     return ScoredSet(
@@ -116,6 +128,9 @@ def score_labelled(tagger: Tagger, records: Sequence[LabelledRecord], batch_size
         chunk_vectors=chunk_vectors,
         chunk_weights=chunk_weights,
         form=index.form_mask(),
+        head_inputs=head_rows,
+        head=tagger.head_for(head_rows),
+        cjk=cjk,
     )
 
 
@@ -210,7 +225,7 @@ def predict(
         chunk_votes = chunk_example_matrix(scored, examples, settings.chunk_example_k, n_tags, exclude_self)
     return choose_tags(
         scored.zero_shot, scored.keyword, scored.cue, votes, settings, scored.exemplars, scored.tag_ids or None,
-        chunk_votes, scored.form,
+        chunk_votes, scored.form, scored.head, scored.cjk,
     )
 
 
@@ -252,7 +267,8 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
     else:
         votes = np.zeros_like(train.zero_shot)
     features = ranker_features(
-        train.zero_shot, train.keyword, train.cue, votes, train.exemplars, chunk_votes, train.form
+        train.zero_shot, train.keyword, train.cue, votes, train.exemplars, chunk_votes, train.form, train.head,
+        train.cjk,
     )
     target = np.zeros((n_docs, n_tags))
     for row, core in enumerate(train.core):
@@ -277,12 +293,124 @@ def fit_ranker(train: ScoredSet, settings: ScoringSettings, use_examples: bool =
         trial = replace(settings, ranker=replace(ranker, threshold=threshold))
         chosen = choose_tags(
             train.zero_shot, train.keyword, train.cue, votes, trial, train.exemplars, train.tag_ids or None,
-            chunk_votes, train.form,
+            chunk_votes, train.form, train.head, train.cjk,
         )[0]
         f1 = micro_f1(chosen, train.core)
         if f1 > best[0] + 1e-9:
             best = (f1, threshold)
     return replace(ranker, threshold=best[1])
+
+
+@dataclass(frozen=True)
+class HeadTraining:
+    """What a tag head learns from besides the labelled READMEs it is calibrated with: the
+    index's exemplars (vectors, core and also tag positions) and how it is trained."""
+
+    exemplar_vectors: np.ndarray | None
+    exemplar_core: Sequence[tuple[int, ...]]
+    exemplar_also: Sequence[tuple[int, ...]]
+    settings: HeadSettings = field(default_factory=HeadSettings)
+    readmes: bool = True  # learn from the labelled READMEs too (False: exemplars only)
+    inner_folds: int = 4  # for the ranker's training features, see `out_of_fold_head`
+    base: TagHead | None = None  # the head trained on exemplars alone (`with_base`)
+
+    @classmethod
+    def from_index(
+        cls, index: TagIndex, settings: HeadSettings | None = None, readmes: bool = True
+    ) -> HeadTraining:
+        position = {tag.id: i for i, tag in enumerate(index.tags)}
+        return cls(
+            index.exemplar_vectors,
+            [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_tags],
+            [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_also],
+            settings or HeadSettings(),
+            readmes,
+        )
+
+
+    def with_base(self, tag_ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> HeadTraining:
+        """This training with its base head: trained on the exemplars alone (no labelled README),
+        so every fold and README head can start from the same one."""
+        if self.base is not None or self.exemplar_vectors is None or not len(self.exemplar_vectors):
+            return self  # without exemplars each head learns from the READMEs alone
+        x, y, w = training_set(
+            self.exemplar_vectors, self.exemplar_core, self.exemplar_also, None, [], [], len(tag_ids), self.settings
+        )
+        n_exemplars = len(self.exemplar_vectors) if self.exemplar_vectors is not None else 0
+        base = train_head(x, y, w, tag_ids, self.settings, {"exemplars": n_exemplars, "readmes": 0}, progress)
+        return replace(self, base=base)
+
+
+def fit_head(training: HeadTraining, train: ScoredSet, seed: int = 0) -> TagHead:
+    """A tag head for `train`'s tag columns: the base head (exemplars only), then, unless
+    `training.readmes` is off, trained further on `train`'s READMEs with a sample of exemplars
+    mixed in (so it does not forget the tags the READMEs seldom show)."""
+    n_tags = train.zero_shot.shape[1]
+    tag_ids = train.tag_ids or tuple(range(n_tags))
+    training = training.with_base(tag_ids)
+    rows = list(range(len(train.ids))) if training.readmes else []
+    if not rows:
+        if training.base is None:
+            raise ValueError("a tag head needs exemplars or labelled READMEs to learn from")
+        return training.base
+    if train.head_inputs is None:
+        raise ValueError("the labelled READMEs have no head inputs; score them with `score_labelled`")
+    settings = replace(training.settings, seed=training.settings.seed + seed)
+    vectors = training.exemplar_vectors
+    sample: list[int] = []
+    if vectors is not None and len(vectors):
+        rng = np.random.default_rng(settings.seed)
+        sample = sorted(rng.permutation(len(vectors))[: settings.finetune_exemplars].tolist())
+    x, y, w = training_set(
+        vectors[sample] if vectors is not None and sample else None,
+        [training.exemplar_core[i] for i in sample],
+        [training.exemplar_also[i] for i in sample] if training.exemplar_also else [],
+        train.head_inputs[rows], [train.core[i] for i in rows], [train.also[i] for i in rows], n_tags, settings,
+    )
+    n_exemplars = len(vectors) if vectors is not None else 0
+    return train_head(
+        x, y, w, tag_ids, settings, {"exemplars": n_exemplars, "readmes": len(rows)},
+        start=training.base, epochs=settings.finetune_epochs if training.base is not None else settings.epochs,
+    )
+
+
+def calibrate_with_head(
+    scored: ScoredSet, settings: ScoringSettings, training: HeadTraining, use_examples: bool = True, seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[ScoringSettings, TagHead]:
+    """`calibrate` with a tag head: the ranker is fitted on out-of-fold head probabilities
+    (`out_of_fold_head`), then the head that ships is trained on every labelled README."""
+    say = progress or (lambda _: None)
+    tag_ids = scored.tag_ids or tuple(range(scored.zero_shot.shape[1]))
+    if training.base is None and training.exemplar_vectors is not None and len(training.exemplar_vectors):
+        say(f"training the tag head on {len(training.exemplar_vectors)} exemplars")
+        training = training.with_base(tag_ids)
+    say(f"out-of-fold head probabilities for {len(scored.ids)} READMEs ({training.inner_folds} folds)")
+    fitted = calibrate(replace(scored, head=out_of_fold_head(training, scored, seed)), settings, use_examples)
+    say("training the tag head on every labelled README")
+    return fitted, fit_head(training, scored, seed)
+
+
+def head_probabilities(head: TagHead, scored: ScoredSet) -> np.ndarray:
+    """(docs x tags) probabilities of `head` for scored READMEs, in their tag column order."""
+    if scored.head_inputs is None:
+        raise ValueError("the READMEs have no head inputs; score them with `score_labelled`")
+    return head.for_tags(scored.head_inputs, scored.tag_ids or tuple(range(scored.zero_shot.shape[1])))
+
+
+def out_of_fold_head(training: HeadTraining, train: ScoredSet, seed: int = 0) -> np.ndarray:
+    """Head probabilities for each README of `train` from a head that never learned from it
+    (trained on the exemplars and the other `inner_folds` - 1 folds): the ranker is then fitted on
+    head evidence as good as a new README's, not on the head's memory of its training set."""
+    if not training.readmes:  # a head on exemplars alone never saw these READMEs
+        return head_probabilities(fit_head(training, train, seed), train)
+    n = len(train.ids)
+    out = np.zeros_like(train.zero_shot)
+    for fold in folds(n, min(training.inner_folds, n), seed + 1):
+        held = set(fold)
+        head = fit_head(training, train.subset([i for i in range(n) if i not in held]), seed)
+        out[fold] = head_probabilities(head, train.subset(fold))
+    return out
 
 
 def calibrate(train: ScoredSet, settings: ScoringSettings, use_examples: bool = True) -> ScoringSettings:
@@ -307,22 +435,38 @@ def cross_validate(
     use_examples: bool = True,
     calibrated: bool = True,
     seed: int = 0,
+    head: HeadTraining | None = None,
+    train_share: float = 1.0,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Fit on k-1 folds, predict the held-out fold; returns predictions (tag positions) for
     every document and the values they were selected on (for precision-recall curves).
 
     Without `calibrated` the fold uses `settings` as they are (zero-shot, or examples added
-    with `EXAMPLE_WEIGHT`, as an index built with --examples and not calibrated would)."""
+    with `EXAMPLE_WEIGHT`, as an index built with --examples and not calibrated would).
+    With `head`, each fold trains its own tag head on the exemplars and the training folds'
+    READMEs only (never on the held-out ones), and the ranker's training features come from
+    `out_of_fold_head`. `train_share` < 1 learns from that share of each fold's training READMEs
+    only (a seeded sample: the learning curve), the held-out fold scored as always."""
     n = len(scored.ids)
     if n_folds < 2 or n_folds > n:
         raise ValueError(f"--folds must be between 2 and the number of items ({n})")
     preds: list[list[int]] = [[] for _ in range(n)]
     final = np.zeros_like(scored.zero_shot)
     base = replace(settings, ranker=None, tag_bias={}, example_weight=EXAMPLE_WEIGHT if use_examples else 0.0)
+    if head is not None:
+        head = head.with_base(scored.tag_ids or tuple(range(scored.zero_shot.shape[1])))
     for fold in folds(n, n_folds, seed):
         held = set(fold)
-        train = scored.subset([i for i in range(n) if i not in held])
+        rest = [i for i in range(n) if i not in held]
+        if train_share < 1.0:
+            keep = max(2, round(train_share * len(rest)))
+            rest = sorted(int(i) for i in np.random.default_rng(seed + 7919).permutation(rest)[:keep])
+        train = scored.subset(rest)
         test = scored.subset(fold)
+        if head is not None:
+            fold_head = fit_head(head, train, seed)
+            test = replace(test, head=head_probabilities(fold_head, test))
+            train = replace(train, head=out_of_fold_head(head, train, seed))
         fitted = calibrate(train, base, use_examples) if calibrated else base
         fold_preds, values = predict(test, train if use_examples else None, fitted)
         for row, p in zip(fold, fold_preds, strict=True):

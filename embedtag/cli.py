@@ -12,6 +12,7 @@ import click
 from embedtag.errors import EmbedtagError, TagListError
 
 if TYPE_CHECKING:
+    from embedtag.index import TagIndex
     from embedtag.scoring import ScoringSettings
     from embedtag.tagger import Tagger
 
@@ -371,6 +372,7 @@ def info(index: str | None) -> None:
         + (f" ({sum(e.chunks for e in idx.examples)} chunk vectors)" if idx.example_chunk_vectors is not None else ""),
         f"exemplars   {len(idx.exemplar_tags)}" + (f" from {idx.exemplar_source}" if idx.exemplar_source else ""),
         f"adapter     {_describe_adapter(idx.adapter)}",
+        f"tag head    {_describe_head(idx)}",
         f"chunks      {s.max_chunks} x {s.max_tokens} tokens",
         f"thresholds  score >= {s.threshold}, within {s.margin} of the best, {s.min_tags} to {s.max_tags} tags"
         + (" (used without a ranker)" if s.ranker else ""),
@@ -453,6 +455,19 @@ def _read_gold(path: str, tagger: Tagger) -> Any:
         return read_labelled(path, {t.key for t in tagger.index.tags})
     except EmbedtagError as exc:
         raise _fail(exc) from None
+
+
+def _describe_head(idx: TagIndex) -> str:
+    """Which tags the tag head answers for, and which fall back to the other evidence."""
+    if idx.head is None:
+        return "none (tags rest on similarity, keywords, cues and neighbours' votes)"
+    covered = set(idx.head.tag_ids)
+    missing = [t.key for t in idx.tags if t.id not in covered]
+    learned = ", ".join(f"{n} {what}" for what, n in idx.head.trained_on.items())
+    line = f"{len(idx.tags) - len(missing)} tags (trained on {learned or 'unknown'})"
+    if missing:
+        line += f"; without it (other evidence only): {', '.join(missing)}"
+    return line
 
 
 def _describe_adapter(data: bytes | None) -> str:
@@ -564,13 +579,17 @@ store_option = click.option(
 )
 @click.option("--from-store", is_flag=True,
               help="Learn from the stored corrections (`embedtag learn`, POST /feedback), with GOLD.jsonl if given.")
+@click.option("--head/--no-head", default=True, show_default=True,
+              help="Also train the tag head (a small classifier over the encoder's vectors) on the index's "
+                   "exemplars and the labelled READMEs; a few minutes on 2 cores.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tag head's training.")
 @store_option
 def calibrate(
     gold_path: str | None, index: str | None, model: str | None, examples: bool, out: str | None,
-    from_store: bool, store: str | None,
+    from_store: bool, head: bool, seed: int, store: str | None,
 ) -> None:
-    """Fit the ranker (how much each kind of evidence counts) on labelled READMEs and store it
-    in the index."""
+    """Fit the ranker (how much each kind of evidence counts) and the tag head on labelled
+    READMEs and store them in the index."""
     from dataclasses import replace
 
     from embedtag import calibrate as cal_mod
@@ -596,11 +615,24 @@ def calibrate(
     add_only = not gold_path and len(records) < corr.MIN_RECORDS_TO_REFIT
     scored = cal_mod.score_labelled(tagger, records)
     base = tagger.without_examples()
-    settings = tagger.settings if add_only else cal_mod.calibrate(scored, base.settings, use_examples=examples)
+    tag_head = tagger.index.head
+    if add_only:
+        settings = tagger.settings
+    elif head:
+        training = cal_mod.HeadTraining.from_index(tagger.index)
+        try:
+            settings, tag_head = cal_mod.calibrate_with_head(
+                scored, base.settings, training, use_examples=examples, seed=seed,
+                progress=lambda line: click.echo(line, err=True),
+            )
+        except ValueError as exc:
+            raise UserError(f"cannot train the tag head: {exc}; or calibrate with --no-head") from None
+    else:  # a ranker fitted without head features must not meet the old head's probabilities
+        settings, tag_head = cal_mod.calibrate(scored, base.settings, use_examples=examples), None
     # the index's own examples are rebuilt below; its tag texts and exemplars stay
     new_index = replace(
         tagger.index, settings=settings, examples=[], example_vectors=None, example_chunk_vectors=None,
-        _faiss_examples=None, _faiss_example_chunks=None,
+        _faiss_examples=None, _faiss_example_chunks=None, head=tag_head,
     )
     if examples or from_store:
         new_index = with_examples(new_index, base, records, scored.doc_vectors, scored.chunk_vectors)
@@ -621,7 +653,8 @@ def calibrate(
     assert settings.ranker is not None
     click.echo(
         f"wrote {target}: ranker fitted on {len(records)} READMEs (keeps tags with chance >= "
-        f"{settings.ranker.threshold}), {len(new_index.examples)} examples",
+        f"{settings.ranker.threshold}), {len(new_index.examples)} examples"
+        + (f", tag head for {len(tag_head.tag_ids)} tags" if tag_head is not None else ", no tag head"),
         err=True,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -157,9 +157,31 @@ def default_glosses_path() -> Path:
     return Path(str(resources.files("embedtag") / "data" / "glosses.json"))
 
 
-def load_glosses(path: str | Path | None = None) -> dict[str, TagGlosses]:
-    """Read a gloss file; `None` gives the curated glosses shipped for the default tag list."""
-    p = Path(path) if path is not None else default_glosses_path()
+def language_glosses_paths() -> list[Path]:
+    """The shipped glosses in other languages, `glosses.<language>.json` beside `glosses.json`
+    (`glosses.zh.json`: Chinese), in name order. Each is a gloss file of its own."""
+    return sorted(default_glosses_path().parent.glob("glosses.*.json"))
+
+
+def merge_glosses(base: dict[str, TagGlosses], extra: dict[str, TagGlosses]) -> dict[str, TagGlosses]:
+    """`base` with `extra`'s aliases, glosses and cues added after its own (a language's names
+    for the same tags); expansion and form stay `base`'s. A tag only `extra` has is taken as is."""
+    merged = dict(base)
+    for key, more in extra.items():
+        known = merged.get(key)
+        if known is None:
+            merged[key] = more
+            continue
+        merged[key] = replace(
+            known,
+            aliases=tuple(dict.fromkeys([*known.aliases, *more.aliases])),
+            glosses=tuple(dict.fromkeys([*known.glosses, *more.glosses])),
+            cues=tuple(dict.fromkeys([*known.cues, *more.cues])),
+        )
+    return merged
+
+
+def _read_glosses(p: Path) -> dict[str, TagGlosses]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -167,6 +189,17 @@ def load_glosses(path: str | Path | None = None) -> dict[str, TagGlosses]:
     except (OSError, UnicodeDecodeError) as exc:
         raise GlossError(f"gloss file {p} cannot be read: {exc}") from None
     return parse_glosses(text, f"gloss file {p}")
+
+
+def load_glosses(path: str | Path | None = None) -> dict[str, TagGlosses]:
+    """Read a gloss file; `None` gives the curated glosses shipped for the default tag list, with
+    the shipped glosses in other languages (`language_glosses_paths`) merged in."""
+    if path is not None:
+        return _read_glosses(Path(path))
+    glosses = _read_glosses(default_glosses_path())
+    for extra in language_glosses_paths():
+        glosses = merge_glosses(glosses, _read_glosses(extra))
+    return glosses
 
 
 def resolve_glosses(tags: list[Tag], glosses: dict[str, TagGlosses]) -> dict[str, TagGlosses]:

@@ -21,6 +21,7 @@ from embedtag.encoders.adapter import ADAPTER_FILE
 from embedtag.errors import IndexError_
 from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, TagText, form_tags, tag_cues, tag_keywords, tag_texts
+from embedtag.head import HEAD_FILE, TagHead
 from embedtag.scoring import ScoringSettings
 from embedtag.tags import Tag, tags_fingerprint
 
@@ -118,6 +119,8 @@ class TagIndex:
     exemplar_source: str = ""
     # an `embedtag train` adapter the encoder ran with (safetensors bytes), saved beside the vectors
     adapter: bytes | None = field(default=None, repr=False)
+    # a trained tag head (embedtag.head), saved beside the vectors as HEAD_FILE
+    head: TagHead | None = field(default=None, repr=False)
     _faiss_texts: Any = field(default=None, repr=False)
     _faiss_examples: Any = field(default=None, repr=False)
     _faiss_example_chunks: Any = field(default=None, repr=False)
@@ -201,6 +204,7 @@ class TagIndex:
             exemplar_also=[],
             exemplar_vectors=None,
             exemplar_source="",
+            head=None,
             _faiss_examples=None,
             _faiss_example_chunks=None,
         )
@@ -229,7 +233,10 @@ class TagIndex:
             settings = _carry_settings(self.settings, mapping, [tag.id for tag in self.tags])
         else:
             settings = _zero_shot_settings(self.settings, exemplars=index.exemplar_vectors is not None)
-        return replace(index, settings=settings)
+        # the tag head answers for the shared tags it was trained on; the others fall back to the
+        # rest of the evidence (as tags new to the ranker do)
+        head = self.head.remapped(dict(mapping)) if self.head is not None else None
+        return replace(index, settings=settings, head=head)
 
     # ---- persistence -------------------------------------------------------------------------
 
@@ -251,6 +258,10 @@ class TagIndex:
             "cues": {str(k): v for k, v in self.cues.items()},
             "form_tags": sorted(self.form_tags),
             "settings": self.settings.to_json(),
+            **(
+                {"head": {"file": HEAD_FILE, "tags": len(self.head.tag_ids), "trained_on": self.head.trained_on}}
+                if self.head is not None else {}
+            ),
             "exemplars": {
                 "source": self.exemplar_source,
                 "count": len(self.exemplar_tags),
@@ -297,6 +308,9 @@ class TagIndex:
             if self.adapter is not None:
                 (tmp / ADAPTER_FILE).write_bytes(self.adapter)
                 manifest["files"][ADAPTER_FILE] = _sha256(tmp / ADAPTER_FILE)
+            if self.head is not None:
+                (tmp / HEAD_FILE).write_bytes(self.head.to_bytes())
+                manifest["files"][HEAD_FILE] = _sha256(tmp / HEAD_FILE)
             with (tmp / MANIFEST).open("w", encoding="utf-8") as handle:
                 json.dump(manifest, handle, ensure_ascii=False, indent=1)
                 handle.write("\n")
@@ -422,6 +436,7 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         model_name, model_fingerprint = str(model["name"]), str(model["fingerprint"])
         max_tokens = int(model.get("max_tokens", 128))
         adapter_file = ADAPTER_FILE if model.get("adapter") else None
+        head_file = HEAD_FILE if manifest.get("head") else None
         keywords = {int(k): [str(x) for x in v] for k, v in manifest.get("keywords", {}).items()}
         cues = {int(k): [str(x) for x in v] for k, v in manifest.get("cues", {}).items()}
         forms = frozenset(int(x) for x in manifest.get("form_tags", []))
@@ -458,6 +473,15 @@ def load_index(path: str | Path | None = None) -> TagIndex:
     adapter = None
     if adapter_file is not None:
         adapter = _read_adapter(directory / adapter_file, files.get(adapter_file))
+    head = None
+    if head_file is not None:
+        head_bytes = _read_adapter(directory / head_file, files.get(head_file), "the tag head")
+        try:
+            head = TagHead.from_bytes(head_bytes)
+        except ValueError as exc:
+            raise IndexError_(f"index file {directory / head_file}: {exc}; {REBUILD_HINT}") from None
+        if any(t not in {tag.id for tag in tags} for t in head.tag_ids) or head.input_size != 2 * dimension:
+            raise IndexError_(f"{directory / head_file} does not fit the index's tags or model; {REBUILD_HINT}")
     exemplar_vectors = None
     if exemplar_tags:
         exemplar_vectors = _read_vectors(
@@ -487,14 +511,15 @@ def load_index(path: str | Path | None = None) -> TagIndex:
         exemplar_vectors=exemplar_vectors,
         exemplar_source=exemplar_source,
         adapter=adapter,
+        head=head,
     )
 
 
-def _read_adapter(path: Path, expected_sha: str | None) -> bytes:
+def _read_adapter(path: Path, expected_sha: str | None, what: str = "the encoder adapter") -> bytes:
     try:
         data = path.read_bytes()
     except OSError:
-        raise IndexError_(f"index file {path} (the encoder adapter) is missing; {REBUILD_HINT}") from None
+        raise IndexError_(f"index file {path} ({what}) is missing; {REBUILD_HINT}") from None
     if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
         raise IndexError_(f"index file {path} is corrupt or truncated (checksum differs); {REBUILD_HINT}")
     return data

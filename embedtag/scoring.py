@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from embedtag.exemplars import ALSO_WEIGHT
+from embedtag.text import CJK_CHARS
+
 
 @dataclass
 class ScoringSettings:
@@ -43,6 +46,10 @@ class ScoringSettings:
     chunk_example_k: int = 30
     # exemplars without a ranker (a zero-shot index built with --exemplars): weight of their vote
     exemplar_weight: float = 0.0
+    # an exemplar's secondary (`also`) tags vote with this share of its weight (core tags: 1)
+    exemplar_also_weight: float = ALSO_WEIGHT
+    # the tag head's probabilities without a ranker (an index with a head but not calibrated)
+    head_weight: float = 0.0
     # selection
     threshold: float = 0.0
     margin: float = 0.07
@@ -92,6 +99,16 @@ RANKER_FEATURES = (
     # subjects: form tags compete with form tags, subjects with subjects
     "group_gap",  # score minus the best score of the tag's group (forms or subjects)
     "examples_group_gap",  # neighbours' vote minus the best vote of the tag's group
+    # the trained tag head's probability (embedtag.head), 0 for tags it was not trained on
+    "head",
+    "head_gap",  # probability minus the README's best
+    "head_first",  # the tag has the head's best probability
+    "head_top3",  # the tag is among the head's three best
+    # a README mostly in Chinese (or another CJK language: embedtag.language) is read poorly by the
+    # English encoder: these let the ranker trust similarity less and keywords and the head more there
+    "cjk_gap",  # mostly CJK x (score minus the README's best)
+    "cjk_keyword",  # mostly CJK x keyword
+    "cjk_head",  # mostly CJK x head
 )
 
 
@@ -121,9 +138,12 @@ def ranker_features(
     exemplars: np.ndarray | None = None,
     chunk_examples: np.ndarray | None = None,
     form: np.ndarray | None = None,
+    head: np.ndarray | None = None,
+    cjk: np.ndarray | None = None,
 ) -> np.ndarray:
     """(docs x tags) evidence → (docs x tags x features), in RANKER_FEATURES order; `form` marks
-    the tag columns that name a project form (`TagIndex.form_mask`)."""
+    the tag columns that name a project form (`TagIndex.form_mask`), `head` holds the tag head's
+    probabilities (docs x tags) and `cjk` per README whether it is mostly CJK (1/0)."""
     rank = _ranks(scores)
     votes_rank = _ranks(examples)
     if exemplars is None:
@@ -132,9 +152,14 @@ def ranker_features(
     if chunk_examples is None:
         chunk_examples = np.zeros_like(scores)
     chunk_rank = _ranks(chunk_examples)
+    if head is None:
+        head = np.zeros_like(scores)
+    head_rank = _ranks(head)
+    dense = np.zeros((len(scores), 1)) if cjk is None else np.asarray(cjk, dtype=np.float64).reshape(-1, 1)
+    gap = scores - scores.max(axis=1, keepdims=True)
     columns = [
         scores,
-        scores - scores.max(axis=1, keepdims=True),
+        gap,
         rank == 0,
         rank == 1,
         rank == 2,
@@ -152,6 +177,13 @@ def ranker_features(
         (chunk_rank < 3) & (chunk_examples > 0),
         group_gap(scores, form),
         group_gap(examples, form),
+        head,
+        head - head.max(axis=1, keepdims=True),
+        (head_rank == 0) & (head > 0),
+        (head_rank < 3) & (head > 0),
+        dense * gap,
+        dense * keyword,
+        dense * head,
     ]
     return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
 
@@ -169,6 +201,8 @@ class Ranker:
     intercept: float
     threshold: float
     order_example_weight: float = 0.1
+    # and + this x the tag head's probability (where the index has a head)
+    order_head_weight: float = 0.0
     # per tag id: how much more (or less) often annotators pick the tag than its evidence says;
     # fitted only for tags with labelled examples, so a tag without any competes on evidence alone
     tag_bias: dict[int, float] = field(default_factory=dict)
@@ -203,6 +237,7 @@ class Ranker:
             "intercept": round(self.intercept, 6),
             "threshold": round(self.threshold, 6),
             "order_example_weight": self.order_example_weight,
+            **({"order_head_weight": self.order_head_weight} if self.order_head_weight else {}),
             "tag_bias": {str(k): round(v, 6) for k, v in sorted(self.tag_bias.items())},
             **({"fitted_tags": list(self.fitted_tags)} if self.fitted_tags is not None else {}),
         }
@@ -217,6 +252,7 @@ class Ranker:
             intercept=float(data["intercept"]),
             threshold=float(data["threshold"]),
             order_example_weight=float(data.get("order_example_weight", 0.1)),
+            order_head_weight=float(data.get("order_head_weight", 0.0)),
             tag_bias={int(k): float(v) for k, v in data.get("tag_bias", {}).items()},
             fitted_tags=tuple(int(t) for t in data["fitted_tags"]) if "fitted_tags" in data else None,
         )
@@ -278,11 +314,44 @@ class KeywordPattern:
         return self.matches(text, text.casefold())
 
 
-def keyword_pattern(terms: list[str]) -> KeywordPattern | None:
-    """A case-insensitive whole-word pattern for a tag's name and aliases."""
+# In text that is mostly CJK, a character that continues a Latin word: an ASCII letter, digit,
+# underscore or hyphen. Chinese and Japanese write no spaces, so a CJK neighbour ends a word
+# ("基于Kubernetes的"). ASCII only: a class holding the CJK ranges would cost ~15 ms of regex
+# compilation per term, seconds per index.
+_DENSE_WORD_CHAR = r"[A-Za-z0-9_-]"
+_CJK = re.compile(f"[{CJK_CHARS}]")
+# a space between a Latin and a CJK part of a term ("HTTP 客户端"), which Chinese text often leaves out
+_MIXED_SPACE = re.compile(rf"(?<=[{CJK_CHARS}])\\ (?=[A-Za-z0-9])|(?<=[A-Za-z0-9])\\ (?=[{CJK_CHARS}])")
+
+
+def _dense_whole_word(term: str) -> str:
+    """`term` as a regex that cannot match inside a longer word of mostly-CJK text; an edge that
+    is a CJK character needs no boundary (CJK words run together: 权限认证 in 轻量级权限认证框架),
+    and a space between its Latin and CJK parts may be left out (HTTP客户端)."""
+    left = "" if _CJK.match(term[0]) else rf"(?<!{_DENSE_WORD_CHAR})"
+    right = "" if _CJK.match(term[-1]) else rf"(?!{_DENSE_WORD_CHAR})"
+    body = _MIXED_SPACE.sub(r"\\s?", re.escape(term))
+    return f"{left}{body}{right}"
+
+
+def keyword_pattern(terms: list[str], dense: bool = False) -> KeywordPattern | None:
+    """A case-insensitive whole-word pattern for a tag's name and aliases.
+
+    `dense`: the pattern for READMEs that are mostly CJK (`embedtag.language.mostly_cjk`), where
+    CJK terms (鉴权) count and need no word boundary. Otherwise CJK terms are left out, so an
+    English README that quotes a Chinese word keeps the tags it had before CJK support.
+    """
     clean = sorted({t.strip().lower() for t in terms if len(t.strip()) >= 2}, key=len, reverse=True)
+    if not dense:
+        clean = [t for t in clean if not _CJK.search(t)]
     if not clean:
         return None
+    if dense:
+        regex = re.compile("|".join(_dense_whole_word(t) for t in clean), re.IGNORECASE)
+        # the quick check must pass "HTTP客户端" for the term "HTTP 客户端" too
+        unspaced = [_MIXED_SPACE.sub("", re.escape(t)).replace("\\", "") for t in clean if " " in t]
+        folded = tuple(dict.fromkeys(t.casefold() for t in [*clean, *unspaced]))
+        return KeywordPattern(regex, folded)
     body = "|".join(re.escape(t) for t in clean)
     regex = re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)
     return KeywordPattern(regex, tuple(t.casefold() for t in clean))
@@ -344,7 +413,11 @@ def required_literal(pattern: str) -> str:
     return literal.casefold() if len(literal) >= 3 else ""
 
 
-def cue_patterns(cues: list[str]) -> list[CuePattern]:
+def cue_patterns(cues: list[str], dense: bool = False) -> list[CuePattern]:
+    """Compiled cues; `dense`: for READMEs that are mostly CJK, the only ones CJK cues (命令行)
+    are kept for, as `keyword_pattern` keeps CJK terms."""
+    if not dense:
+        cues = [c for c in cues if not _CJK.search(c)]
     return [CuePattern(re.compile(c, re.IGNORECASE | re.MULTILINE), required_literal(c)) for c in cues]
 
 
@@ -419,27 +492,34 @@ def choose_tags(
     tag_ids: Sequence[int] | None = None,
     chunk_examples: np.ndarray | None = None,
     form: np.ndarray | None = None,
+    head: np.ndarray | None = None,
+    cjk: np.ndarray | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """The tags for each README (rows of docs x tags evidence), best first, and the per-tag
     values they were selected on (the ranker's chances, else the combined scores).
 
     `scores` are zero-shot scores with any tag bias already taken off; `tag_ids` (the index's
     tag ids, in column order) place the ranker's per-tag biases and mark the tags new to it;
-    `form` marks the tags that name a project form.
+    `form` marks the tags that name a project form; `head` holds the tag head's probabilities
+    and `cjk` per README whether it is mostly CJK (1/0).
     """
     ranker = settings.ranker
     if ranker is None:
         combined = scores + settings.example_weight * examples
         if exemplars is not None:
             combined = combined + settings.exemplar_weight * exemplars
+        if head is not None:
+            combined = combined + settings.head_weight * head
         return [select_tags(row, settings) for row in combined], combined
-    features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples, form)
+    features = ranker_features(scores, keyword, cue, examples, exemplars, chunk_examples, form, head, cjk)
     chances = ranker.probabilities(features, ranker.bias_vector(tag_ids, scores.shape[1]))
     if tag_ids is not None:
         new = ranker.new_tags(tag_ids)
         if new.any():
             chances = lift_new_tags(chances, scores, new, settings)
     order_by = scores + ranker.order_example_weight * examples
+    if head is not None and ranker.order_head_weight:
+        order_by = order_by + ranker.order_head_weight * head
     chosen = []
     for row_chances, row_order in zip(chances, order_by, strict=True):
         kept = likeliest_tags(row_chances, ranker.threshold, settings)

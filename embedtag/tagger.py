@@ -11,8 +11,12 @@ import numpy as np
 
 from embedtag.encoders import Encoder, load_encoder
 from embedtag.exemplars import exemplar_votes
+from embedtag.head import head_inputs
 from embedtag.index import TagIndex, load_index
+from embedtag.language import language_note, mostly_cjk, readme_counts
 from embedtag.scoring import (
+    CuePattern,
+    KeywordPattern,
     aggregate_votes,
     choose_tags,
     chunk_example_votes,
@@ -25,7 +29,7 @@ from embedtag.scoring import (
     tag_similarities,
 )
 from embedtag.tags import Tag
-from embedtag.text import MAX_DESCRIPTION_CHARS, Chunk, Section, document_chunks, readme_sections, sections_text
+from embedtag.text import MAX_DESCRIPTION_CHARS, Chunk, Section, document_chunks, opening_text, readme_sections
 
 # FAISS returns this many nearest tag texts per chunk; the rest count as "far".
 SEARCH_K = 1024
@@ -62,6 +66,11 @@ class Evidence:
     corrected: tuple[int, ...] | None = None  # tag positions of a corrected example with this text
     exemplars: np.ndarray | None = None  # nearest exemplars' votes (None without exemplars)
     chunk_examples: np.ndarray | None = None  # labelled READMEs' chunk votes (None without chunk vectors)
+    # share of CJK characters against CJK characters + English words in the prose (embedtag.language):
+    # near 1 for a README written in Chinese, where similarity to the (English) tag texts is weak
+    cjk: float = 0.0
+    chinese: bool = False  # mostly Chinese (not Japanese or Korean): `language.mostly_chinese`
+    head: np.ndarray | None = None  # the tag head's probabilities (None: the index has no head)
 
 
 @dataclass
@@ -73,6 +82,8 @@ class TagResult:
     scores: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, list[str]] = field(default_factory=dict)
     reason: str | None = None
+    # with explain: the README's language (`embedtag.language`), e.g. {"cjk": 0.91, "mostly_chinese": true, "note": ...}
+    language: dict[str, Any] | None = None
 
     def to_json(self, tag_format: str = "names", explain: bool = False) -> dict[str, Any]:
         if tag_format == "ids":
@@ -90,6 +101,8 @@ class TagResult:
                 for t in self.tags
             }
             out["top_scores"] = {k: round(v, 4) for k, v in self.scores.items()}
+            if self.language is not None:
+                out["language"] = self.language
         return out
 
 
@@ -104,6 +117,9 @@ class Tagger:
         self._text_rows = index.tag_rows()
         self._patterns = [keyword_pattern(index.keywords.get(tag.id, [])) for tag in index.tags]
         self._cues = [cue_patterns(index.cues.get(tag.id, [])) for tag in index.tags]
+        # for READMEs that are mostly CJK: CJK terms and cues too (glosses.zh.json), no word
+        # boundaries; compiled at the first such README (a few tenths of a second), not at start
+        self._dense: tuple[list[KeywordPattern | None], list[list[CuePattern]]] | None = None
         position = {tag.id: i for i, tag in enumerate(index.tags)}
         self._example_labels = [
             (tuple(position[t] for t in e.core if t in position), tuple(position[t] for t in e.also if t in position))
@@ -112,6 +128,7 @@ class Tagger:
         self._example_label_matrix = label_matrix(self._example_labels, len(index.tags))
         self._example_chunk_owners = index.example_chunk_owners()
         self._exemplar_labels = [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_tags]
+        self._exemplar_also = [tuple(position[t] for t in tags if t in position) for tags in index.exemplar_also]
         self._tag_ids = [tag.id for tag in index.tags]
         self._form = index.form_mask()
         self._bias = np.array([self.settings.tag_bias.get(t.id, 0.0) for t in index.tags], dtype=np.float32)
@@ -133,6 +150,9 @@ class Tagger:
     def chunks(self, doc: Document, sections: list[Section] | None = None) -> list[Chunk]:
         """What gets embedded; `sections` are `readme_sections(doc.readme)` when already cleaned."""
         s = self.settings
+        if sections is None:
+            sections = readme_sections(doc.readme)
+        dense = mostly_cjk(readme_counts(doc.description, doc.readme, sections).share)
         return document_chunks(
             doc.description,
             doc.readme,
@@ -143,6 +163,7 @@ class Tagger:
             intro_weight=s.intro_weight,
             decay=s.decay,
             sections=sections,
+            dense=dense,
         )
 
     def _search(self, vectors: np.ndarray) -> np.ndarray:
@@ -197,15 +218,23 @@ class Tagger:
         if exemplars is None and doc_vector is not None:
             exemplars = self.exemplar_votes_for(doc_vector[None, :])
             exemplars = exemplars[0] if exemplars is not None else None
+        if sections is None:
+            sections = readme_sections(doc.readme)
+        head = None
+        if self.index.head is not None:
+            weights = np.array([c.weight for c in chunks], dtype=np.float32)
+            head = self.head_for(head_inputs(np.asarray(vectors, dtype=np.float32), weights)[None, :])
+        script = readme_counts(doc.description, doc.readme, sections)
+        dense = mostly_cjk(script.share)  # mostly CJK: CJK keywords and cues count too
         if s.keyword_weight:
-            if sections is None:
-                sections = readme_sections(doc.readme)
-            opening = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{sections_text(sections, s.keyword_chars)}"
-            keyword = keyword_hits(opening, self._patterns)
+            # the opening holds as many words in Chinese as in English (`text.opening_text`)
+            opening = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{opening_text(sections, s.keyword_chars, dense)}"
+            keyword = keyword_hits(opening, self._dense_evidence()[0] if dense else self._patterns)
             scores = scores + s.keyword_weight * keyword
-        if s.cue_weight and any(self._cues):
+        cues = self._dense_evidence()[1] if dense else self._cues
+        if s.cue_weight and any(cues):
             raw = f"{doc.description[:MAX_DESCRIPTION_CHARS]}\n{doc.readme[: s.cue_chars]}"
-            cue = cue_hits(raw, self._cues)
+            cue = cue_hits(raw, cues)
             scores = scores + s.cue_weight * cue
         chunk_examples = None
         if example_chunks is None and self.index.example_chunk_vectors is not None:
@@ -219,15 +248,39 @@ class Tagger:
             examples = example_votes(sims[0][: len(labels)], labels, n_tags)
             if labels and sims[0][0] >= SAME_TEXT and self.index.examples[ids[0][0]].corrected:
                 return Evidence(
-                    scores, keyword, cue, examples, tag_sims, labels[0][0], exemplars, chunk_examples
+                    scores, keyword, cue, examples, tag_sims, labels[0][0], exemplars, chunk_examples,
+                    cjk=script.share, chinese=script.chinese, head=head[0] if head is not None else None,
                 )
-        return Evidence(scores, keyword, cue, examples, tag_sims, None, exemplars, chunk_examples)
+        return Evidence(
+            scores, keyword, cue, examples, tag_sims, None, exemplars, chunk_examples,
+            cjk=script.share, chinese=script.chinese, head=head[0] if head is not None else None,
+        )
+
+    def _dense_evidence(self) -> tuple[list[KeywordPattern | None], list[list[CuePattern]]]:
+        """Keyword and cue patterns for READMEs that are mostly CJK, compiled once."""
+        if self._dense is None:
+            tags = self.index.tags
+            self._dense = (
+                [keyword_pattern(self.index.keywords.get(tag.id, []), dense=True) for tag in tags],
+                [cue_patterns(self.index.cues.get(tag.id, []), dense=True) for tag in tags],
+            )
+        return self._dense
+
+    def head_for(self, inputs: np.ndarray) -> np.ndarray | None:
+        """(docs x tags) tag head probabilities for `head.head_inputs` rows, in the index's tag
+        order (0 for tags the head was not trained on); None when the index has no head."""
+        if self.index.head is None:
+            return None
+        return self.index.head.for_tags(inputs, self._tag_ids)
 
     def exemplar_votes_for(self, doc_vectors: np.ndarray) -> np.ndarray | None:
         """(docs x tags) votes of the index's exemplars for these README vectors; None without exemplars."""
         if self.index.exemplar_vectors is None:
             return None
-        return exemplar_votes(doc_vectors, self.index.exemplar_vectors, self._exemplar_labels, len(self.index.tags))
+        return exemplar_votes(
+            doc_vectors, self.index.exemplar_vectors, self._exemplar_labels, len(self.index.tags),
+            exemplar_also=self._exemplar_also or None, also_weight=self.settings.exemplar_also_weight,
+        )
 
     def decide(self, ev: Evidence) -> tuple[list[int], np.ndarray]:
         """The tags one README's evidence picks (positions, best first) and the per-tag values
@@ -242,6 +295,8 @@ class Tagger:
             tag_ids=self._tag_ids,
             chunk_examples=ev.chunk_examples[None, :] if ev.chunk_examples is not None else None,
             form=self._form,
+            head=ev.head[None, :] if ev.head is not None else None,
+            cjk=np.array([float(mostly_cjk(ev.cjk))]),
         )
         return picked[0], values[0]
 
@@ -262,6 +317,10 @@ class Tagger:
             for i in chosen:
                 best = np.argsort(-ev.tag_sims[:, i])[:2]
                 result.evidence[self.index.tags[i].name] = [chunks[j].text[:200] for j in best]
+            result.language = {"cjk": round(ev.cjk, 3), "mostly_chinese": ev.chinese}
+            note = language_note(ev.cjk, ev.chinese)
+            if note:
+                result.language["note"] = note
         return result
 
     def tag(self, readme: str, description: str = "", id: str = "", explain: bool = False) -> TagResult:

@@ -38,9 +38,28 @@ _EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.{1,200}?)(?<=\S)\1")
 _RST_DIRECTIVE = re.compile(r"^\s*\.\. [a-z-]+::.*$|^\s*:[a-z-]+:.*$", re.MULTILINE)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+# Character ranges of the CJK scripts, as regex class bodies (`embedtag.language` counts them).
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs (Chinese, and Japanese kanji)
+KANA = "\u3040-\u30ff\u31f0-\u31ff"  # hiragana and katakana: only Japanese writes them
+HANGUL = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
+CJK_CHARS = HAN + KANA + HANGUL
+_CJK = re.compile(f"[{CJK_CHARS}]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+# In text that is mostly CJK (`dense` below; `embedtag.language.mostly_cjk`): Chinese and Japanese
+# put no space after a full stop, so their sentence ends split on their own; Latin sentence ends
+# still need the space after them ("e.g. this", "v1.2"). Text that is not mostly CJK is chunked
+# exactly as before CJK support, so English READMEs keep their tags to the last digit.
+_DENSE_SENTENCE_END = re.compile(r"(?<=[.!?。！？；])\s+|(?<=[。！？；])|\n+")
+# Where a long CJK sentence can be cut when it has no spaces: after a comma, enumeration comma or colon.
+_CJK_CLAUSE_END = re.compile(r"(?<=[，、：；,:])")
 _WORD = re.compile(r"\w", re.UNICODE)
 MIN_PROSE_WORDS = 5
+# A Chinese word is one to two characters long: two CJK characters count as a word of prose.
+CJK_CHARS_PER_WORD = 2
+# In the keyword opening a CJK character counts as much text as this many Latin characters (a
+# Chinese word is ~1.7 characters, an English one ~6 with its space): 600 characters of opening
+# hold about as many words in either script.
+CJK_CHAR_WIDTH = 3
 # A description is one line; past this it is a README pasted in the wrong field.
 MAX_DESCRIPTION_CHARS = 10_000
 # Only the opening of a README is ever embedded; cleaning more would be wasted work.
@@ -147,20 +166,64 @@ def sections_text(sections: list[Section], max_chars: int | None = None) -> str:
     return text if max_chars is None else text[:max_chars]
 
 
+def opening_text(sections: list[Section], max_chars: int, dense: bool = False) -> str:
+    """The start of the cleaned sections, `max_chars` wide; in a README that is mostly CJK
+    (`dense`) a CJK character counts CJK_CHAR_WIDTH (Chinese says in 200 characters what English
+    says in 600). Otherwise exactly `sections_text(sections, max_chars)`."""
+    if not dense:
+        return sections_text(sections, max_chars)
+    wide = sections_text(sections, max_chars * CJK_CHAR_WIDTH)
+    width = 0
+    for end, char in enumerate(wide):
+        width += CJK_CHAR_WIDTH if _CJK.match(char) else 1
+        if width > max_chars:
+            return wide[:end]
+    return wide
+
+
+def word_count(text: str) -> int:
+    """Words of prose: whitespace-separated words, and CJK characters CJK_CHARS_PER_WORD to a
+    word (CJK writes no spaces); for text without CJK exactly `len(text.split())`."""
+    if text.isascii():
+        return len(text.split())
+    cjk = len(_CJK.findall(text))
+    if not cjk:
+        return len(text.split())
+    return len(_CJK.sub(" ", text).split()) + cjk // CJK_CHARS_PER_WORD
+
+
 def approx_token_count(text: str) -> int:
     """A conservative estimate of WordPiece tokens, used when no tokenizer is at hand."""
     count = 0
     for word in text.split():
+        if not word.isascii() and _CJK.search(word):
+            # BERT-style tokenizers make each CJK character a token of its own
+            cjk = len(_CJK.findall(word))
+            count += cjk + approx_token_count(_CJK.sub(" ", word))
+            continue
         # long or non-ASCII words split into several word pieces; punctuation is its own token
         count += 1 + len(word) // 6 + sum(1 for ch in word if not ch.isalnum() or ord(ch) > 127)
     return count
 
 
-def _split_long(piece: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    """Split a piece that alone exceeds the window: by words, then by characters."""
+def _words(piece: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    """The piece's words; a CJK run too long for the window (CJK writes no spaces) is cut after
+    its commas and colons first, so a cut falls between clauses rather than inside a word."""
+    out: list[str] = []
+    for word in piece.split():
+        if not word.isascii() and _CJK.search(word) and count(word) > max_tokens:
+            out.extend(part for part in _CJK_CLAUSE_END.split(word) if part)
+        else:
+            out.append(word)
+    return out
+
+
+def _split_long(piece: str, max_tokens: int, count: Callable[[str], int], dense: bool = False) -> list[str]:
+    """Split a piece that alone exceeds the window: by words (in `dense` text also by CJK
+    clauses), then by characters."""
     out: list[str] = []
     current: list[str] = []
-    for word in piece.split():
+    for word in _words(piece, max_tokens, count) if dense else piece.split():
         while count(word) > max_tokens:  # one enormous "word" (minified code, base64...)
             cut = max(1, len(word) // 2)
             while cut > 1 and count(word[:cut]) > max_tokens:
@@ -185,20 +248,22 @@ def chunk_text(
     text: str,
     max_tokens: int = 128,
     count_tokens: Callable[[str], int] = approx_token_count,
+    dense: bool = False,
 ) -> list[str]:
-    """Pack sentences greedily into chunks of at most `max_tokens` tokens.
+    """Pack sentences greedily into chunks of at most `max_tokens` tokens; `dense`: the text is
+    mostly CJK, whose sentences end on 。！？； with no space after them.
 
     Never returns an empty chunk; returns at least one chunk whenever `text` has a word.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in (_DENSE_SENTENCE_END if dense else _SENTENCE_END).split(text):
         sentence = sentence.strip()
         if not sentence or not _WORD.search(sentence):
             continue
         if count_tokens(sentence) > max_tokens:
-            pieces.extend(_split_long(sentence, max_tokens, count_tokens))
+            pieces.extend(_split_long(sentence, max_tokens, count_tokens, dense))
         else:
             pieces.append(sentence)
     chunks: list[str] = []
@@ -234,18 +299,20 @@ def document_chunks(
     intro_weight: float = 2.0,
     decay: float = 0.85,
     sections: list[Section] | None = None,
+    dense: bool = False,
 ) -> list[Chunk]:
     """The chunks embedtag embeds for one project, best signal first.
 
     The description and the README's opening carry the most weight (they say what a project
     *is*); later chunks decay geometrically, and only `max_chunks` are kept, which bounds the
     work for a 20 MB README. `sections` are the README's `readme_sections` when the caller
-    already has them.
+    already has them. `dense`: the README is mostly CJK (`embedtag.language.mostly_cjk`), so
+    sentences split on CJK punctuation and CJK characters count as words of prose.
     """
     chunks: list[Chunk] = []
     description = _strip_inline((description or "")[:MAX_DESCRIPTION_CHARS])
     if _WORD.search(description):
-        for piece in chunk_text(description, max_tokens, count_tokens)[:2]:
+        for piece in chunk_text(description, max_tokens, count_tokens, dense)[:2]:
             chunks.append(Chunk(piece, description_weight, "description"))
     if sections is None:
         sections = readme_sections(readme)
@@ -259,10 +326,10 @@ def document_chunks(
             continue
         if section.heading and position > 0:
             body = f"{section.heading}: {body}"
-        for piece in chunk_text(body, max_tokens, count_tokens):
+        for piece in chunk_text(body, max_tokens, count_tokens, dense):
             if budget <= 0:
                 break
-            if len(piece.split()) < MIN_PROSE_WORDS:
+            if (word_count(piece) if dense else len(piece.split())) < MIN_PROSE_WORDS:
                 continue  # a title, a badge caption, a language switcher: no sentence to judge
             weight = intro_weight if position == 0 else decay ** (position - 1)
             chunks.append(Chunk(piece, weight, section.heading or "intro"))

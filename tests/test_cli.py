@@ -62,7 +62,8 @@ def test_tag_trailing_space_name_verbatim(tmp_path: Path, fake: list[str]) -> No
 
 def test_tag_explain(readme: Path, fake: list[str]) -> None:
     data = json.loads(run("tag", readme, "--explain", *fake).stdout)
-    assert set(data) == {"id", "tags", "explain", "top_scores"}
+    assert set(data) == {"id", "tags", "explain", "top_scores", "language"}
+    assert data["language"] == {"cjk": 0.0, "mostly_chinese": False}  # English: no note
     assert list(data["explain"]) == data["tags"]
     assert data["explain"]["k8s"]["evidence"]
     assert isinstance(data["explain"]["k8s"]["score"], float)

@@ -168,3 +168,71 @@ def test_a_shipped_name_in_the_file_counts_for_the_lists_spelling_of_it(tmp_path
 
 def test_exemplar_dataclass_is_plain() -> None:
     assert replace(Exemplar("a b", ("k8s",)), tags=()).tags == ()
+
+
+ANNOTATED = [
+    # an annotator's labels: `core` wins over the section's `tags`; `also` counts apart
+    {"text": "kubectl plugin for pods", "tags": ["game"], "core": ["k8s", "cli"], "also": ["python", "nope"]},
+    {"text": "Database of games", "core": ["database"], "also": ["game", "database"]},
+    {"text": "Only secondary tags known", "core": ["nope"], "also": ["game"]},
+    {"text": "Section labels still work", "tags": ["3d"]},
+]
+
+
+def test_core_and_also_labels_are_read_and_section_tags_still_work(tmp_path: Path) -> None:
+    found = read_exemplars(write_jsonl(tmp_path / "ex.jsonl", ANNOTATED), KEYS)
+    assert [(e.tags, e.also) for e in found.exemplars] == [
+        (("k8s", "cli"), ("python",)),
+        (("database",), ("game",)),  # a tag in both lists counts once, as core
+        (("3d",), ()),
+    ]
+    assert found.skipped_no_known_tag == 1  # no known core tag: an also tag alone does not make an exemplar
+    assert found.unknown_tags == {"nope": 2}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": "x y", "core": "k8s"}', r"ex.jsonl:2: 'core' must be a list"),
+        ('{"text": "x y", "core": ["k8s"], "also": "cli"}', r"ex.jsonl:2: 'also' must be a list"),
+    ],
+)
+def test_malformed_core_or_also_is_named_with_its_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "ex.jsonl"
+    path.write_text(json.dumps(ANNOTATED[0]) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        read_exemplars(path, KEYS)
+
+
+def test_also_tags_vote_with_their_weight() -> None:
+    vectors = np.eye(2, dtype=np.float32)
+    doc = np.array([[1.0, 0.0]], dtype=np.float32)
+    core, also = [(0,), (1,)], [(2,), ()]
+    half = exemplar_votes(doc, vectors, core, 3, k=1, exemplar_also=also, also_weight=0.5)
+    assert half[0].tolist() == pytest.approx([1.0, 0.0, 0.5])
+    none = exemplar_votes(doc, vectors, core, 3, k=1, exemplar_also=also, also_weight=0.0)
+    assert none[0].tolist() == pytest.approx([1.0, 0.0, 0.0])
+    assert exemplar_votes(doc, vectors, core, 3, k=1)[0].tolist() == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_an_index_keeps_exemplars_also_tags_and_the_tagger_weighs_them(
+    fake_index: TagIndex, fake_encoder: HashingEncoder, tmp_path: Path
+) -> None:
+    found = read_exemplars(write_jsonl(tmp_path / "ex.jsonl", ANNOTATED), KEYS)
+    built = with_exemplars(fake_index, fake_encoder, found.exemplars, "ex.jsonl")
+    loaded = load_index(built.save(tmp_path / "index"))
+    ids = {t.key: t.id for t in loaded.tags}
+    assert loaded.exemplar_tags == [(ids["k8s"], ids["cli"]), (ids["database"],), (ids["3d"],)]
+    assert loaded.exemplar_also == [(ids["python"],), (ids["game"],), ()]
+    tagger = Tagger(loaded, fake_encoder)
+    vector = fake_encoder.encode(["kubectl plugin for pods"])
+    votes = tagger.exemplar_votes_for(vector)
+    assert votes is not None
+    position = {t.key: i for i, t in enumerate(loaded.tags)}
+    assert votes[0, position["k8s"]] == pytest.approx(1.0)
+    assert votes[0, position["python"]] == pytest.approx(loaded.settings.exemplar_also_weight)
+    # an index written before `also` existed loads with none
+    manifest = json.loads((tmp_path / "index" / MANIFEST).read_text(encoding="utf-8"))
+    del manifest["exemplars"]["also"]
+    (tmp_path / "index" / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert load_index(tmp_path / "index").exemplar_also == []

@@ -90,7 +90,12 @@ def test_calibrate_stores_calibration_and_examples(gold: Path, index_copy: Path)
     assert after.settings.example_weight > 0
     assert after.settings.ranker is not None and before.settings.ranker is None
     assert set(after.settings.ranker.weights) == set(RANKER_FEATURES)
-    assert "calibrated  yes" in run("info", "--index", index_copy).stdout
+    info = run("info", "--index", index_copy).stdout
+    assert "calibrated  yes" in info
+    # the tag head: trained on the 12 READMEs (the index has no exemplars), for every tag
+    assert after.head is not None and after.head.trained_on == {"exemplars": 0, "readmes": 12}
+    assert f"tag head    {len(after.tags)} tags (trained on 0 exemplars, 12 readmes)" in info
+    assert "tag head for" in result.stderr
     assert after.texts == before.texts
     readme = index_copy.parent / "r.md"
     readme.write_text(DOCS["database"])
@@ -99,10 +104,12 @@ def test_calibrate_stores_calibration_and_examples(gold: Path, index_copy: Path)
 
 
 def test_calibrate_without_examples(gold: Path, index_copy: Path) -> None:
-    result = run("calibrate", gold, "--index", index_copy, "--model", "hashing", "--no-examples")
+    result = run("calibrate", gold, "--index", index_copy, "--model", "hashing", "--no-examples", "--no-head")
     assert result.exit_code == 0, result.output
     after = load_index(index_copy)
     assert not after.examples and after.settings.example_weight == 0.0
+    assert after.head is None and "no tag head" in result.stderr
+    assert "tag head    none" in run("info", "--index", index_copy).stdout
 
 
 def test_batch_accepts_readme_file_like_the_users_example(tmp_path: Path, fake_index_dir: Path) -> None:
