@@ -311,7 +311,9 @@ class HeadTraining:
     exemplar_also: Sequence[tuple[int, ...]]
     settings: HeadSettings = field(default_factory=HeadSettings)
     readmes: bool = True  # learn from the labelled READMEs too (False: exemplars only)
-    inner_folds: int = 4  # for the ranker's training features, see `out_of_fold_head`
+    inner_folds: int = 5  # for the ranker's training features, see `out_of_fold_head`
+    # cross-validation: train heads inside each fold's training READMEs too (see `cross_validate`)
+    nested: bool = False
     base: TagHead | None = None  # the head trained on exemplars alone (`with_base`)
 
     @classmethod
@@ -444,8 +446,11 @@ def cross_validate(
     Without `calibrated` the fold uses `settings` as they are (zero-shot, or examples added
     with `EXAMPLE_WEIGHT`, as an index built with --examples and not calibrated would).
     With `head`, each fold trains its own tag head on the exemplars and the training folds'
-    READMEs only (never on the held-out ones), and the ranker's training features come from
-    `out_of_fold_head`. `train_share` < 1 learns from that share of each fold's training READMEs
+    READMEs only (never on the held-out ones). The ranker's training READMEs get their head
+    probabilities from the heads of the folds that held them out (which learned from the
+    held-out fold's READMEs, but never from the README they score), or with `head.nested` from
+    heads trained inside the training folds (`out_of_fold_head`: 5x the heads, the same figures
+    within 0.002 F1 on the dev set, benchmarks/quality.md). `train_share` < 1 learns from that share of each fold's training READMEs
     only (a seeded sample: the learning curve), the held-out fold scored as always."""
     n = len(scored.ids)
     if n_folds < 2 or n_folds > n:
@@ -453,17 +458,27 @@ def cross_validate(
     preds: list[list[int]] = [[] for _ in range(n)]
     final = np.zeros_like(scored.zero_shot)
     base = replace(settings, ranker=None, tag_bias={}, example_weight=EXAMPLE_WEIGHT if use_examples else 0.0)
-    if head is not None:
-        head = head.with_base(scored.tag_ids or tuple(range(scored.zero_shot.shape[1])))
+    splits = []
     for fold in folds(n, n_folds, seed):
         held = set(fold)
         rest = [i for i in range(n) if i not in held]
         if train_share < 1.0:
             keep = max(2, round(train_share * len(rest)))
             rest = sorted(int(i) for i in np.random.default_rng(seed + 7919).permutation(rest)[:keep])
+        splits.append((fold, rest))
+    if head is not None:
+        head = head.with_base(scored.tag_ids or tuple(range(scored.zero_shot.shape[1])))
+        if not head.nested:
+            # one head per fold, trained on the other folds: it scores its fold's READMEs, both as the
+            # held-out ones and as the ranker's training READMEs of the other folds
+            shared = np.zeros_like(scored.zero_shot)
+            for fold, rest in splits:
+                shared[fold] = head_probabilities(fit_head(head, scored.subset(rest), seed), scored.subset(fold))
+            scored = replace(scored, head=shared)
+    for fold, rest in splits:
         train = scored.subset(rest)
         test = scored.subset(fold)
-        if head is not None:
+        if head is not None and head.nested:
             fold_head = fit_head(head, train, seed)
             test = replace(test, head=head_probabilities(fold_head, test))
             train = replace(train, head=out_of_fold_head(head, train, seed))

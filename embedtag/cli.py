@@ -533,10 +533,18 @@ def eval_cmd(
     gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
     names = [t.key for t in tagger.index.tags]
     if folds:
-        scored = score_labelled(tagger, records)
+        from dataclasses import replace
+
+        from embedtag.calibrate import HeadTraining
+
+        # the index's head learned from labelled READMEs, perhaps these: each fold trains its own
+        scored = replace(score_labelled(tagger, records), head=None)
+        head = None
+        if tagger.index.head is not None and not zero_shot:
+            head = HeadTraining.from_index(tagger.index, tagger.index.head.settings)
         try:
             positions, final = cross_validate(
-                scored, tagger.settings, folds, use_examples=not zero_shot, calibrated=not zero_shot
+                scored, tagger.settings, folds, use_examples=not zero_shot, calibrated=not zero_shot, head=head
             )
         except ValueError as exc:
             raise UserError(str(exc), 2) from None

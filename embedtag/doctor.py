@@ -24,6 +24,7 @@ import numpy as np
 from embedtag.errors import EmbedtagError
 from embedtag.glosses import generate_glosses
 from embedtag.index import TagIndex
+from embedtag.language import has_cjk
 
 if TYPE_CHECKING:
     from embedtag.encoders import Encoder
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 DUPLICATE_THRESHOLD = 0.75
 # With labelled examples in the index: two tags are near-duplicates in use when the READMEs
 # labelled with them look alike (cosine of the mean example vectors) and annotators put both on
-# the same READMEs. Default index: monitoring/observability 0.94 and 11 of 14 READMEs.
-PROTOTYPE_THRESHOLD = 0.9
+# the same READMEs. Default index (672 labelled READMEs): monitoring/observability 0.894 and 76% of
+# the rarer one's READMEs; the next pairs below it, game/game-engine 0.889 and 3d/game-engine 0.888.
+PROTOTYPE_THRESHOLD = 0.89
 CO_LABEL_THRESHOLD = 0.5
 MIN_EXAMPLES = 3
 # A bare name is "unclear" when none of its own aliases and glosses is at least this similar to it
@@ -131,13 +133,16 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
 
 def tag_centroids(index: TagIndex, kinds: Iterable[str] | None = None) -> np.ndarray:
     """(tags x dim): each tag's mean text vector (of the given kinds; all if None), normalised.
-    A tag with no such text gets its mean over all its texts."""
+    A tag with no such text gets its mean over all its texts. Texts in CJK (glosses.zh.json) are
+    left out: the English encoder reads them as noise that would blur every tag alike."""
     wanted = set(kinds) if kinds is not None else None
     rows = index.tag_rows()
     out = np.zeros((len(index.tags), index.dimension), dtype=np.float64)
     fallback = np.zeros_like(out)
     for row, text, vector in zip(rows, index.texts, index.text_vectors, strict=True):
         fallback[row] += vector
+        if has_cjk(text.text):
+            continue
         if wanted is None or text.kind in wanted:
             out[row] += vector
     empty = ~out.any(axis=1)
@@ -243,7 +248,7 @@ def place_names(index: TagIndex, encoder: Encoder) -> dict[str, NamePlacement]:
     """Encode each bare tag name and compare it with every tag's aliases and glosses."""
     names = [t.key for t in index.tags]
     vectors = _normalise(np.asarray(encoder.encode(names), dtype=np.float64))
-    meaning = np.array([t.kind in ("alias", "gloss") for t in index.texts])
+    meaning = np.array([t.kind in ("alias", "gloss") and not has_cjk(t.text) for t in index.texts])
     rows = index.tag_rows()
     sims = vectors @ index.text_vectors.astype(np.float64).T
     sims[:, ~meaning] = -np.inf

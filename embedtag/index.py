@@ -233,9 +233,9 @@ class TagIndex:
             settings = _carry_settings(self.settings, mapping, [tag.id for tag in self.tags])
         else:
             settings = _zero_shot_settings(self.settings, exemplars=index.exemplar_vectors is not None)
-        # the tag head answers for the shared tags it was trained on; the others fall back to the
-        # rest of the evidence (as tags new to the ranker do)
-        head = self.head.remapped(dict(mapping)) if self.head is not None else None
+        # the tag head answers for the shared tags it was trained on, the others fall back to the rest
+        # of the evidence (as tags new to the ranker do); it goes with the ranker that weighs it
+        head = self.head.remapped(dict(mapping)) if self.head is not None and settings.ranker is not None else None
         return replace(index, settings=settings, head=head)
 
     # ---- persistence -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default index (index/): tag texts from embedtag/data/{tags,glosses}.json and
-# exemplar vectors from the curated-list descriptions, then calibration and kNN examples from the
-# labelled dev set.
+# Rebuild the shipped default index (index/): tag texts from embedtag/data/{tags,glosses,glosses.zh}.json
+# and exemplar vectors (with their annotators' core/also tags) from the curated-list descriptions, then
+# the tag head, calibration and kNN examples from the labelled dev set (about 15 min on 2 cores).
 #   bash scripts/build_default_index.sh [path/to/dev/items.jsonl] [path/to/exemplars.jsonl]
 set -euo pipefail
 cd "$(dirname "$0")/.."

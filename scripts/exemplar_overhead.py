@@ -1,6 +1,6 @@
-"""What the exemplars' vote and the chunk-level vote cost per README: the shipped index, without
-its exemplars and without its example chunk vectors, side by side in one process (interleaved
-rounds), on the same READMEs.
+"""What the exemplars' vote, the chunk-level vote and the tag head cost per README: the shipped
+index, without its exemplars, without its example chunk vectors and without its tag head, side by
+side in one process (interleaved rounds), on the same READMEs.
 
     python scripts/exemplar_overhead.py ../shared/data/dev/items.jsonl --limit 120 --rounds 3
 """
@@ -35,7 +35,11 @@ def main() -> None:
         _faiss_example_chunks=None,
     )
     without_chunk_votes = Tagger(no_chunks, with_exemplars.encoder)
-    variants = {"shipped": with_exemplars, "without exemplars": without, "without chunk votes": without_chunk_votes}
+    without_head = Tagger(replace(with_exemplars.index, head=None), with_exemplars.encoder)
+    variants = {
+        "shipped": with_exemplars, "without exemplars": without, "without chunk votes": without_chunk_votes,
+        "without the tag head": without_head,
+    }
     records = read_labelled(args.gold, {t.key for t in with_exemplars.index.tags})[: args.limit]
     docs = [r.document for r in records]
     per_doc = [with_exemplars.chunks(d) for d in docs]
@@ -90,7 +94,7 @@ def main() -> None:
         )
     print(f"exemplar votes in batches of 64: {min(votes_ms):.2f} ms/README (best)")
     print(f"chunk-level votes in batches of 64: {min(chunk_ms):.2f} ms/README (best)")
-    for name in ("without exemplars", "without chunk votes"):
+    for name in ("without exemplars", "without chunk votes", "without the tag head"):
         print(f"throughput ratio shipped / {name} (best rounds): {max(rate['shipped']) / max(rate[name]):.3f}")
 
 

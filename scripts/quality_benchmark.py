@@ -402,9 +402,12 @@ def main() -> None:
         "Rows (a)–(c) use no labels. Rows (d) fit on 4 folds and score the fifth, so every README is "
         "scored by a model that never saw its labels; examples are scored leave-self-out while fitting. "
         "With the tag head, each fold trains its own head on the exemplars and the 4 training folds' "
-        "READMEs, never the fifth's, and the ranker's head features for the training READMEs come from "
-        "heads that did not learn from them either (4 inner folds: `calibrate.out_of_fold_head`), so one "
-        f"CV split trains 25 heads (about {np.mean(head_seconds) / 60 if head_seconds else 0:.0f} min here). "
+        "READMEs, never the fifth's; the ranker's head features for a training README come from the head "
+        "of the fold that held that README out (a head that learned from the scored fold's READMEs, never "
+        "from the README it scores; `cross_validate`), so one CV split trains 5 heads (about "
+        f"{np.mean(head_seconds) / 60 if head_seconds else 0:.0f} min here). Training heads inside each "
+        "fold's training READMEs instead (`HeadTraining.nested`, 25 heads a split) gave the same F1 within "
+        "0.002 in an exploratory run. "
         f"The annotators gave {gold_per_item:.2f} core tags per README.",
         "",
         f"## Learning curve (the shipped setting with the tag head, mean of {args.curve_seeds} CV split(s))",
@@ -446,7 +449,8 @@ def main() -> None:
         "let tags compete within their group: the score's and the labelled READMEs' vote's gap to the best "
         "of the tag's group, where the groups are the project forms (lib, cli, framework, dev-tool, server, "
         "web-app, desktop-app, mobile-app, learning-resource, sdk: `\"form\": true` in the gloss file) and "
-        "the subjects, since a README is mostly one form with one or two subjects. Those nineteen "
+        "the subjects, since a README is mostly one form with one or two subjects. With the tag head and "
+        "mostly-CJK features below, twenty-six "
         "weights are shared by all tags; on top, each tag with at least one "
         "labelled example gets a bias of its own, so a tag without examples competes on its evidence alone. "
         "Tags whose fitted chance reaches a threshold (fitted for micro-F1 on the training folds) are kept, "
@@ -514,6 +518,11 @@ def main() -> None:
         "- a TF-IDF word and bigram logistic head per tag (on the training READMEs) as extra ranker "
         "features; gradient-boosted trees instead of the logistic ranker, alone or averaged with it "
         "(the trees and the tag-count bounds are measured by scripts/ranking_headroom.py: benchmarks/headroom.md).",
+        "- for the tag head (judged alone, out of fold): 1024 hidden units (as good, twice the cost), dropout "
+        "0.5 or weight decay 0.1 (worse), a README counting 10 exemplars instead of 4 (the same), fewer "
+        "exemplars mixed into the README training (1,000 or 4,000: worse), a head trained on the READMEs "
+        "alone (far worse: the exemplars carry most tags); averaging its probabilities with the ranker's "
+        "chances instead of making them ranker features (no better than the features).",
         "",
         "What did help, in order of size: the ranker over kNN votes and zero-shot evidence, keyword evidence "
         "(tag name or alias in the description/opening), README cues, the exemplars' votes and per-tag "

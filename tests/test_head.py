@@ -123,7 +123,10 @@ def with_head_inputs(n_docs: int = 60) -> tuple[ScoredSet, HeadTraining]:
     return data, training
 
 
-def test_cross_validation_never_trains_a_readmes_head_on_that_readme(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("nested", [False, True])
+def test_cross_validation_never_trains_a_readmes_head_on_that_readme(
+    monkeypatch: pytest.MonkeyPatch, nested: bool
+) -> None:
     import embedtag.calibrate as cal
 
     data, training = with_head_inputs()
@@ -143,10 +146,12 @@ def test_cross_validation_never_trains_a_readmes_head_on_that_readme(monkeypatch
         return real_probs(head, scored)
 
     monkeypatch.setattr(cal, "head_probabilities", probs)
-    preds, _ = cross_validate(data, ScoringSettings(), n_folds=3, head=training)
+    preds, _ = cross_validate(data, ScoringSettings(), n_folds=3, head=replace(training, nested=nested))
     assert len(preds) == len(data.ids)
     assert scored_by and all(not (trained & scored) for trained, scored in scored_by)
-    assert len(seen) == 3 * (1 + training.inner_folds)  # one head per fold, one per inner fold
+    # one head per fold; nested: one more per inner fold of each fold's training READMEs
+    assert len(seen) == (3 * (1 + training.inner_folds) if nested else 3)
+    assert sum(len(scored) for _, scored in scored_by) == (len(data.ids) * (1 + 2) if nested else len(data.ids))
 
 
 def test_the_head_lifts_cross_validated_f1_when_its_inputs_carry_the_answer() -> None:

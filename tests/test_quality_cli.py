@@ -96,6 +96,10 @@ def test_calibrate_stores_calibration_and_examples(gold: Path, index_copy: Path)
     assert after.head is not None and after.head.trained_on == {"exemplars": 0, "readmes": 12}
     assert f"tag head    {len(after.tags)} tags (trained on 0 exemplars, 12 readmes)" in info
     assert "tag head for" in result.stderr
+    # cross-validated eval of an index with a head trains a head per fold (the index's saw every README)
+    cv = run("eval", gold, "--index", index_copy, "--model", "hashing", "--folds", "3", "--json")
+    assert cv.exit_code == 0, cv.output
+    assert 0.0 <= json.loads(cv.stdout)["strict_f1"] <= 1.0
     assert after.texts == before.texts
     readme = index_copy.parent / "r.md"
     readme.write_text(DOCS["database"])

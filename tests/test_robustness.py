@@ -1007,7 +1007,8 @@ def test_index_directories_hold_only_manifest_and_faiss(fake_index_dir: Path, tm
     for directory in (fake_index_dir, with_examples, DEFAULT_INDEX):
         names = index_files(directory)
         assert MANIFEST in names, directory
-        assert all(n == MANIFEST or n.endswith(".faiss") for n in names), (directory, names)
+        # FAISS files, and safetensors for weights (the tag head, an adapter): nothing pickled
+        assert all(n == MANIFEST or n.endswith((".faiss", ".safetensors")) for n in names), (directory, names)
         assert all((directory / n).is_file() for n in names)
         json.loads((directory / MANIFEST).read_text(encoding="utf-8"))  # plain JSON
     assert index_files(with_examples) == ["example_chunks.faiss", "examples.faiss", MANIFEST, TEXT_VECTORS]
