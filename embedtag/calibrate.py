@@ -450,8 +450,9 @@ def cross_validate(
     probabilities from the heads of the folds that held them out (which learned from the
     held-out fold's READMEs, but never from the README they score), or with `head.nested` from
     heads trained inside the training folds (`out_of_fold_head`: 5x the heads, the same figures
-    within 0.002 F1 on the dev set, benchmarks/quality.md). `train_share` < 1 learns from that share of each fold's training READMEs
-    only (a seeded sample: the learning curve), the held-out fold scored as always."""
+    within 0.002 F1 on the dev set, benchmarks/quality.md). `train_share` < 1 learns from that
+    share of each fold's training READMEs only (a seeded sample: the learning curve), the held-out
+    fold scored as always."""
     n = len(scored.ids)
     if n_folds < 2 or n_folds > n:
         raise ValueError(f"--folds must be between 2 and the number of items ({n})")
