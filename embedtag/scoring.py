@@ -201,8 +201,6 @@ class Ranker:
     intercept: float
     threshold: float
     order_example_weight: float = 0.1
-    # and + this x the tag head's probability (where the index has a head)
-    order_head_weight: float = 0.0
     # per tag id: how much more (or less) often annotators pick the tag than its evidence says;
     # fitted only for tags with labelled examples, so a tag without any competes on evidence alone
     tag_bias: dict[int, float] = field(default_factory=dict)
@@ -237,7 +235,6 @@ class Ranker:
             "intercept": round(self.intercept, 6),
             "threshold": round(self.threshold, 6),
             "order_example_weight": self.order_example_weight,
-            **({"order_head_weight": self.order_head_weight} if self.order_head_weight else {}),
             "tag_bias": {str(k): round(v, 6) for k, v in sorted(self.tag_bias.items())},
             **({"fitted_tags": list(self.fitted_tags)} if self.fitted_tags is not None else {}),
         }
@@ -252,7 +249,6 @@ class Ranker:
             intercept=float(data["intercept"]),
             threshold=float(data["threshold"]),
             order_example_weight=float(data.get("order_example_weight", 0.1)),
-            order_head_weight=float(data.get("order_head_weight", 0.0)),
             tag_bias={int(k): float(v) for k, v in data.get("tag_bias", {}).items()},
             fitted_tags=tuple(int(t) for t in data["fitted_tags"]) if "fitted_tags" in data else None,
         )
@@ -518,8 +514,6 @@ def choose_tags(
         if new.any():
             chances = lift_new_tags(chances, scores, new, settings)
     order_by = scores + ranker.order_example_weight * examples
-    if head is not None and ranker.order_head_weight:
-        order_by = order_by + ranker.order_head_weight * head
     chosen = []
     for row_chances, row_order in zip(chances, order_by, strict=True):
         kept = likeliest_tags(row_chances, ranker.threshold, settings)
