@@ -147,12 +147,11 @@ class TagHead:
     @classmethod
     def from_bytes(cls, data: bytes) -> TagHead:
         """Read `to_bytes` output; raises ValueError when it is not a head."""
-        from safetensors import safe_open
         from safetensors.numpy import load
 
         try:
             tensors = load(data)
-            metadata = _metadata(data, safe_open)
+            metadata = _metadata(data)
             tag_ids = tuple(int(t) for t in json.loads(metadata["tag_ids"]))
             settings = HeadSettings.from_json(json.loads(metadata.get("settings", "{}")))
             trained_on = {str(k): int(v) for k, v in json.loads(metadata.get("trained_on", "{}")).items()}
@@ -164,8 +163,9 @@ class TagHead:
         return cls(tag_ids, w1, b1, w2, b2, settings, trained_on)
 
 
-def _metadata(data: bytes, safe_open: Any) -> dict[str, str]:
-    """A safetensors blob's metadata (safetensors.numpy.load drops it)."""
+def _metadata(data: bytes) -> dict[str, str]:
+    """A safetensors blob's metadata (safetensors.numpy.load drops it): the JSON header after its
+    8-byte little-endian length."""
     header_size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + header_size])
     metadata: dict[str, str] = header.get("__metadata__", {})
