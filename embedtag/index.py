@@ -472,10 +472,10 @@ def load_index(path: str | Path | None = None) -> TagIndex:
             raise IndexError_(f"{directory / EXAMPLE_CHUNK_VECTORS} does not match the manifest; {REBUILD_HINT}")
     adapter = None
     if adapter_file is not None:
-        adapter = _read_adapter(directory / adapter_file, files.get(adapter_file))
+        adapter = _read_blob(directory / adapter_file, files.get(adapter_file), "the encoder adapter")
     head = None
     if head_file is not None:
-        head_bytes = _read_adapter(directory / head_file, files.get(head_file), "the tag head")
+        head_bytes = _read_blob(directory / head_file, files.get(head_file), "the tag head")
         try:
             head = TagHead.from_bytes(head_bytes)
         except ValueError as exc:
@@ -515,7 +515,8 @@ def load_index(path: str | Path | None = None) -> TagIndex:
     )
 
 
-def _read_adapter(path: Path, expected_sha: str | None, what: str = "the encoder adapter") -> bytes:
+def _read_blob(path: Path, expected_sha: str | None, what: str) -> bytes:
+    """A weights file beside the vectors (an adapter, the tag head), checked against its manifest sha256."""
     try:
         data = path.read_bytes()
     except OSError:
