@@ -9,17 +9,26 @@ chunks embedded and is scored again on all of them. It uses only the ranker's ou
 (`Tagger.decide` values and the threshold), never its features, so it follows the ranker as the
 ranker changes. `scripts/scale_benchmark.py` measures tokens per README against CV F1 for a
 grid of settings; the chosen defaults are there.
+
+`AdaptiveTagger.wrap` keeps what the wrapped tagger brings: its encoder (a vector store's
+`CachingEncoder` reads and writes the head and rest chunks like any other) and, when it has
+one, its `prepared` (the vector store's cleaned-and-chunked READMEs), so `--adaptive` with the
+store neither cleans a README twice nor encodes a chunk the store holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Document, Tagger, TagResult
-from embedtag.text import Chunk, readme_sections
+from embedtag.text import Chunk, Section, readme_sections
+
+Prepared = list[tuple[list[Section], list[Chunk]]]  # each README's cleaned sections and its chunks
 
 # Defaults picked by scripts/scale_benchmark.py (benchmarks/scale.md): README chunks embedded
 # up front (besides the description), and how close to the threshold counts as "close".
@@ -74,18 +83,40 @@ def decision_is_close(values: np.ndarray, settings: ScoringSettings, policy: Ada
     return len(order) > k and order[k] >= cut - band and order[k - 1] - order[k] < band
 
 
+@runtime_checkable
+class PreparesDocuments(Protocol):
+    """A tagger that hands out its READMEs' sections and chunks (e.g. `vectorstore.StoreTagger`)."""
+
+    def prepared(self, docs: list[Document]) -> Prepared: ...
+
+
 class AdaptiveTagger(Tagger):
     """A Tagger that embeds the rest of a README only when its head leaves the decision close."""
 
     policy: AdaptivePolicy = AdaptivePolicy()
     extended = 0  # READMEs that needed their remaining chunks
     embedded_chunks = 0
+    _prepare: Callable[[list[Document]], Prepared] | None = None  # the wrapped tagger's `prepared`
 
     @classmethod
     def wrap(cls, tagger: Tagger, policy: AdaptivePolicy | None = None) -> AdaptiveTagger:
+        """`tagger`'s index and encoder, and its `prepared` READMEs when it keeps them."""
         adaptive = cls(tagger.index, tagger.encoder)
         adaptive.policy = policy or AdaptivePolicy()
+        if isinstance(tagger, PreparesDocuments):
+            adaptive._prepare = tagger.prepared
         return adaptive
+
+    def prepared(self, docs: list[Document]) -> Prepared:
+        """Each README's sections and chunks: the wrapped tagger's when it prepares them (the
+        vector store's), else cleaned and chunked here."""
+        if self._prepare is not None:
+            return self._prepare(docs)
+        out = []
+        for doc in docs:
+            sections = readme_sections(doc.readme)
+            out.append((sections, self.chunks(doc, sections)))
+        return out
 
     @property
     def may_extend(self) -> bool:
@@ -93,8 +124,9 @@ class AdaptiveTagger(Tagger):
         return self.policy.chance_band > 0 if self.settings.ranker is not None else self.policy.score_band > 0
 
     def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
-        per_doc_sections = [readme_sections(doc.readme) for doc in docs]
-        per_doc = [self.chunks(doc, sections) for doc, sections in zip(docs, per_doc_sections, strict=True)]
+        prepared = self.prepared(docs)
+        per_doc_sections = [sections for sections, _ in prepared]
+        per_doc = [chunks for _, chunks in prepared]
         heads = [chunks[: head_length(chunks, self.policy.first_chunks)] for chunks in per_doc]
         head_vectors = self.encoder.encode([c.text for chunks in heads for c in chunks])
         head_evidence = self.evidence_batch(docs, per_doc_sections, heads, head_vectors)

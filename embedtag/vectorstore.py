@@ -439,7 +439,10 @@ class StoreTagger(Tagger):
         return (f"{s.max_tokens},{s.max_chunks},{s.description_weight},{s.intro_weight},{s.decay},"
                 f"{self.encoder.max_tokens},{self.encoder.fingerprint()},{_text_code_version()}")
 
-    def _prepared(self, docs: list[Document]) -> list[tuple[list[Section], list[Chunk]]]:
+    def prepared(self, docs: list[Document]) -> list[tuple[list[Section], list[Chunk]]]:
+        """Each README's sections and chunks: from the store when prepared before, else cleaned and
+        chunked now and written back. `AdaptiveTagger.wrap` takes this over, so `--adaptive` reads
+        and writes the same prepared READMEs."""
         store = self.encoder.store if isinstance(self.encoder, CachingEncoder) else None
         settings = self._doc_settings()
         keys = [hashlib.sha256(f"{settings}\0{d.description}\0{d.readme}".encode("utf-8", "surrogatepass")).digest()
@@ -462,5 +465,5 @@ class StoreTagger(Tagger):
         return out
 
     def _tag_batch(self, docs: list[Document], explain: bool) -> list[TagResult]:
-        prepared = self._prepared(docs)
+        prepared = self.prepared(docs)
         return self._results(docs, [sections for sections, _ in prepared], [chunks for _, chunks in prepared], explain)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from embedtag.adaptive import AdaptivePolicy, AdaptiveTagger, decision_is_close, head_length
+from embedtag.encoders import HashingEncoder
 from embedtag.index import TagIndex
 from embedtag.scoring import RANKER_FEATURES, Ranker, ScoringSettings
 from embedtag.tagger import Document, Tagger
+from embedtag.vectorstore import CachingEncoder, VectorStore, cached_tagger
 from tests.test_vectorstore import CountingEncoder
 
 TOPICS = ["kubernetes operator pods clusters", "sql database tables queries", "video game sprites levels",
@@ -102,3 +106,95 @@ def test_batch_cli_adaptive_band(fake_index_dir: object, tmp_path: object) -> No
     assert (work / "full.jsonl").read_text() == (work / "wide.jsonl").read_text()
     alone = runner.invoke(cli, [*common, "--adaptive-band", "0.1"])
     assert alone.exit_code == 2 and "--adaptive-band goes with --adaptive" in alone.output
+
+
+# ---- with the vector store -----------------------------------------------------------------------
+
+SOME_CLOSE = AdaptivePolicy(first_chunks=2, chance_band=0.05, score_band=0.05)  # extends 3 of the 6
+
+
+def _no_preparing(patch: pytest.MonkeyPatch) -> None:
+    """Cleaning or chunking a README fails the test: everything must come prepared from the store."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a README was cleaned or chunked again")
+
+    for target in ("embedtag.adaptive.readme_sections", "embedtag.vectorstore.readme_sections",
+                   "embedtag.tagger.readme_sections", "embedtag.tagger.document_chunks"):
+        patch.setattr(target, refuse)
+
+
+def _stored_documents(store: VectorStore) -> int:
+    return int(store._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
+
+def test_adaptive_with_the_store_keeps_prepared_readmes_and_encodes_no_stored_chunk(
+    fake_index: TagIndex, tmp_path: Path
+) -> None:
+    reference = CountingEncoder()
+    alone = AdaptiveTagger.wrap(Tagger(fake_index, reference), SOME_CLOSE)
+    expected = [r.to_json(explain=True) for r in alone.tag_many(docs())]
+    assert 0 < alone.extended < len(docs())  # some heads decide, some READMEs need the rest
+    needed = {t for call in reference.calls for t in call}
+    inner = CountingEncoder()
+    with VectorStore(tmp_path / "v.sqlite") as store:
+        first = AdaptiveTagger.wrap(cached_tagger(Tagger(fake_index, inner), store), SOME_CLOSE)
+        assert [r.to_json(explain=True) for r in first.tag_many(docs())] == expected
+        assert first.extended == alone.extended
+        assert {t for call in inner.calls for t in call} == needed  # heads, then the close READMEs' rest
+        assert _stored_documents(store) == len(docs())  # the adaptive run prepared them for the store
+        assert store.info().vectors == len(needed)
+        inner.calls.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            _no_preparing(patch)
+            again = AdaptiveTagger.wrap(cached_tagger(Tagger(fake_index, inner), store), SOME_CLOSE)
+            assert [r.to_json(explain=True) for r in again.tag_many(docs())] == expected
+            assert inner.calls == []  # every head and rest chunk came from the store
+            assert isinstance(again.encoder, CachingEncoder)
+            assert (again.encoder.hits, again.encoder.misses) == (alone.embedded_chunks, 0)
+            # the plain store tagger reads the same prepared READMEs and encodes only the rest of
+            # the READMEs whose heads decided
+            full = cached_tagger(Tagger(fake_index, inner), store)
+            plain = [r.to_json() for r in full.tag_many(docs())]
+        all_chunks = {c.text for d in docs() for c in Tagger(fake_index, HashingEncoder()).chunks(d)}
+        assert {t for call in inner.calls for t in call} == all_chunks - needed
+        assert _stored_documents(store) == len(docs())
+    assert plain == [r.to_json() for r in Tagger(fake_index, HashingEncoder()).tag_many(docs())]
+
+
+def test_adaptive_reads_the_readmes_a_plain_store_run_prepared(fake_index: TagIndex, tmp_path: Path) -> None:
+    expected = [r.to_json() for r in AdaptiveTagger.wrap(Tagger(fake_index, HashingEncoder()), SOME_CLOSE)
+                .tag_many(docs())]
+    inner = CountingEncoder()
+    with VectorStore(tmp_path / "v.sqlite") as store:
+        list(cached_tagger(Tagger(fake_index, inner), store).tag_many(docs()))
+        inner.calls.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            _no_preparing(patch)
+            adaptive = AdaptiveTagger.wrap(cached_tagger(Tagger(fake_index, inner), store), SOME_CLOSE)
+            assert [r.to_json() for r in adaptive.tag_many(docs())] == expected
+    assert inner.calls == [] and adaptive.extended > 0
+
+
+def test_batch_cli_adaptive_with_the_store(fake_index_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from embedtag.cli import cli
+
+    items = tmp_path / "in.jsonl"
+    items.write_text("\n".join(json.dumps({"id": d.id, "readme": d.readme, "description": d.description})
+                               for d in docs()) + "\n", encoding="utf-8")
+    common = ["batch", str(items), "--index", str(fake_index_dir), "--model", "hashing", "--adaptive"]
+    runner = CliRunner()
+    cache = tmp_path / "c.sqlite"
+    alone = runner.invoke(cli, [*common, "--no-cache"])
+    stored = runner.invoke(cli, [*common, "--cache", str(cache)])
+    with pytest.MonkeyPatch.context() as patch:
+        _no_preparing(patch)
+        again = runner.invoke(cli, [*common, "--cache", str(cache)])
+    assert alone.exit_code == stored.exit_code == again.exit_code == 0, (stored.output, again.output)
+    assert alone.stdout == stored.stdout == again.stdout
+    with VectorStore(cache) as store:
+        assert _stored_documents(store) == len(docs())
