@@ -47,9 +47,13 @@ SCHEMA_VERSION = 4  # 2: per-vector checksum; 3: rowid table, 8 kB pages; 4: pre
 # order, and a re-tag should not rewrite every row it reads.
 TOUCH_AFTER_S = 3600.0
 BUSY_TIMEOUT_MS = 60_000
-# quick_check reads the whole file: on open only up to this size (a cold `tag` stays fast); a larger
-# store found damaged while reading is rebuilt then (see _broken).
+# quick_check reads the whole file (10,000 vectors, 22 MB: ~14 ms from the page cache, ~150 ms from
+# disk), too much for every cold `tag`. So an open runs it only when the last one that passed is older
+# than CHECK_EVERY_S (its time is kept in meta), and only up to QUICK_CHECK_MAX_BYTES; every open still
+# reads the header, the schema and meta (a damaged first page fails there), and damage found while
+# reading or writing later moves the file aside then (see _broken).
 QUICK_CHECK_MAX_BYTES = 64 << 20
+CHECK_EVERY_S = 86_400.0
 
 
 class _OlderFormat(sqlite3.DatabaseError):
@@ -153,10 +157,6 @@ class VectorStore:
             # WAL + NORMAL: a power cut may lose the last commits but never corrupts the file;
             # losing cached vectors only costs re-encoding them.
             conn.execute("PRAGMA synchronous=NORMAL")
-            if self.path.exists() and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
-                check = conn.execute("PRAGMA quick_check").fetchone()
-                if check is None or check[0] != "ok":
-                    raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, settings TEXT NOT NULL, "
                 "key BLOB NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, checksum BLOB NOT NULL, "
@@ -172,10 +172,27 @@ class VectorStore:
             row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is None or row[0] != str(SCHEMA_VERSION):
                 raise _OlderFormat(f"schema {row[0] if row else '?'} is not {SCHEMA_VERSION}")
+            if self._check_due(conn):
+                check = conn.execute("PRAGMA quick_check").fetchone()
+                if check is None or check[0] != "ok":
+                    raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('checked', ?)", (repr(time.time()),))
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _check_due(self, conn: sqlite3.Connection) -> bool:
+        """Whether this open runs quick_check (see CHECK_EVERY_S)."""
+        if self.size_bytes() > QUICK_CHECK_MAX_BYTES:
+            return False
+        row = conn.execute("SELECT value FROM meta WHERE name = 'checked'").fetchone()
+        try:
+            checked = float(row[0]) if row is not None else None
+        except ValueError:
+            checked = None
+        now = time.time()
+        return checked is None or not now - CHECK_EVERY_S < checked <= now + 60  # a clock set back: check
 
     def _remove_files(self) -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -322,7 +339,23 @@ class VectorStore:
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
 
+    def _rebuilt_after(self, exc: sqlite3.DatabaseError) -> bool:
+        """A read over the whole store hit damage: moved aside and rebuilt empty (True), or not damage."""
+        if type(exc) is not sqlite3.DatabaseError:
+            return False
+        self._rollback()
+        self._broken(exc)
+        return not self.failed
+
     def info(self) -> StoreInfo:
+        try:
+            return self._info()
+        except sqlite3.DatabaseError as exc:
+            if self._rebuilt_after(exc):
+                return self._info()
+            raise
+
+    def _info(self) -> StoreInfo:
         with self._lock:
             spaces = self._conn.execute(
                 "SELECT model, settings, COUNT(*) FROM vectors GROUP BY model, settings ORDER BY 3 DESC"
@@ -333,7 +366,16 @@ class VectorStore:
 
     def prune(self, max_bytes: int) -> int:
         """Drop the least recently used vectors until the file fits in `max_bytes`; returns
-        how many were dropped. The file shrinks (VACUUM) only when something was dropped."""
+        how many were dropped. The file shrinks (VACUUM) only when something was dropped.
+        A damaged store is moved aside and rebuilt empty (0 dropped)."""
+        try:
+            return self._prune(max_bytes)
+        except sqlite3.DatabaseError as exc:
+            if self._rebuilt_after(exc):
+                return 0
+            raise
+
+    def _prune(self, max_bytes: int) -> int:
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
@@ -419,7 +461,7 @@ def open_store(path: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTE
 def cached_tagger(tagger: Tagger, store: VectorStore) -> Tagger:
     """The same index and model, with chunk vectors (and prepared READMEs) kept in `store`."""
     encoder = tagger.encoder.inner if isinstance(tagger.encoder, CachingEncoder) else tagger.encoder
-    return StoreTagger(tagger.index, CachingEncoder(encoder, store, tagger.settings.max_tokens))
+    return StoreTagger.over(tagger, CachingEncoder(encoder, store, tagger.settings.max_tokens))
 
 
 def _text_code_version() -> str:
@@ -433,6 +475,17 @@ class StoreTagger(Tagger):
     """A Tagger whose READMEs are cleaned and chunked once: a re-tag reads the sections and chunks
     back from the store (keyed by README, description, chunk settings and the cleaning code) and
     then only searches and scores. Cleaning and chunking were over half of a re-tag's time."""
+
+    @classmethod
+    def over(cls, tagger: Tagger, encoder: CachingEncoder) -> StoreTagger:
+        """`tagger` with its vectors read through `encoder`. It shares what `Tagger.__init__` derived
+        from the index (label matrices, patterns) instead of deriving it again: 15-30 ms of a cold
+        `tag` with the shipped index."""
+        tagger.index.check_encoder(encoder)
+        store_tagger = cls.__new__(cls)
+        store_tagger.__dict__.update(vars(tagger))
+        store_tagger.encoder = encoder
+        return store_tagger
 
     def _doc_settings(self) -> str:
         s = self.settings
@@ -452,9 +505,12 @@ class StoreTagger(Tagger):
         for doc, key in zip(docs, keys, strict=True):
             data = found.get(key)
             if data is not None:
-                raw = json.loads(zlib.decompress(data))
-                out.append(([Section(h, t) for h, t in raw["s"]], [Chunk(t, w, src) for t, w, src in raw["c"]]))
-                continue
+                try:  # zlib's checksum: a damaged row is a miss, prepared again and rewritten
+                    raw = json.loads(zlib.decompress(data))
+                    out.append(([Section(h, t) for h, t in raw["s"]], [Chunk(t, w, src) for t, w, src in raw["c"]]))
+                    continue
+                except (zlib.error, ValueError, KeyError, TypeError):
+                    pass
             sections = readme_sections(doc.readme)
             chunks = self.chunks(doc, sections)
             out.append((sections, chunks))

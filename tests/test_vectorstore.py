@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,6 +209,118 @@ def test_damage_found_while_reading_a_large_store_is_rebuilt_and_never_a_wrong_v
     assert "damaged" in capsys.readouterr().err
 
 
+def _filled_store(path: Path, n: int = 3000) -> list[str]:
+    """A store of `n` hashing vectors, all in the main file (no WAL); returns their texts."""
+    texts = [f"text number {i}" for i in range(n)]
+    with VectorStore(path) as store:
+        CachingEncoder(HashingEncoder(), store).encode(texts)
+        store.prune(10**9)  # checkpoints the WAL into the main file
+    return texts
+
+
+def _damage_middle_page(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 8192 * 8192
+    data[middle : middle + 8192] = b"\xde\xad" * 4096
+    path.write_bytes(bytes(data))
+
+
+def _last_check_days_ago(path: Path, days: float) -> None:
+    import sqlite3
+    import time
+
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('checked', ?)", (repr(time.time() - days * 86_400),))
+
+
+def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement the store's connections run from now on."""
+    import sqlite3
+
+    seen: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr("embedtag.vectorstore.sqlite3.connect", traced)
+    return seen
+
+
+def test_quick_check_runs_on_open_once_a_day_not_on_every_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v.sqlite"
+    statements = _statements(monkeypatch)
+    _filled_store(path)
+    assert statements.count("PRAGMA quick_check") == 1  # the new file, checked once
+    statements.clear()
+    for _ in range(3):  # a cold `tag` after another: no scan of the whole file
+        VectorStore(path).close()
+    assert "PRAGMA quick_check" not in statements
+    _last_check_days_ago(path, 1.5)
+    VectorStore(path).close()
+    VectorStore(path).close()
+    assert statements.count("PRAGMA quick_check") == 1  # due again once, then recorded
+    _last_check_days_ago(path, -1)  # a check "tomorrow": the clock went back; check now
+    VectorStore(path).close()
+    assert statements.count("PRAGMA quick_check") == 2
+
+
+def test_damage_is_found_on_open_when_the_check_is_due(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "v.sqlite"
+    texts = _filled_store(path)
+    _last_check_days_ago(path, 2)
+    _damage_middle_page(path)  # a page the open itself does not read
+    with VectorStore(path) as store:
+        assert len(list(tmp_path.glob("v.sqlite.corrupt-*"))) == 1  # on open, before any read
+        assert store.info().vectors == 0
+        enc = CachingEncoder(CountingEncoder(), store)
+        assert np.array_equal(enc.encode(texts[:10]), HashingEncoder().encode(texts[:10]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged" in err[0] and "moved to" in err[0]
+
+
+def test_damage_between_checks_is_found_when_read_or_pruned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "v.sqlite"
+    texts = _filled_store(path)
+    _damage_middle_page(path)
+    with VectorStore(path) as store:  # checked today: the open does not scan, and does not see it
+        assert capsys.readouterr().err == ""
+        assert store.prune(0) == 0  # VACUUM reads every page: moved aside, rebuilt empty
+        assert store.info().vectors == 0
+        enc = CachingEncoder(CountingEncoder(), store)
+        assert np.array_equal(enc.encode(texts[:10]), HashingEncoder().encode(texts[:10]))
+        assert store.info().vectors == 10
+    assert "damaged" in capsys.readouterr().err
+    assert len(list(tmp_path.glob("v.sqlite.corrupt-*"))) == 1
+
+
+def test_a_damaged_prepared_readme_is_prepared_again(
+    fake_index: TagIndex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = [Document("1", K8S_README, "Kubernetes operator"), Document("2", DATABASE_README, "")]
+    expected = [r.to_json() for r in Tagger(fake_index, HashingEncoder()).tag_many(docs)]
+    with VectorStore(tmp_path / "v.sqlite") as store:
+        tagger = cached_tagger(Tagger(fake_index, HashingEncoder()), store)
+        assert [r.to_json() for r in tagger.tag_many(docs)] == expected
+        rows = store._conn.execute("SELECT key, data FROM documents").fetchall()
+        assert len(rows) == 2
+        for key, data in rows:  # a flipped byte inside each compressed row
+            damaged = bytearray(data)
+            damaged[len(damaged) // 2] ^= 0xFF
+            store._conn.execute("UPDATE documents SET data = ? WHERE key = ?", (bytes(damaged), key))
+        assert [r.to_json() for r in tagger.tag_many(docs)] == expected
+        assert sorted(store._conn.execute("SELECT data FROM documents").fetchall()) == sorted(
+            (data,) for _, data in rows)  # prepared again and rewritten
+        assert not store.failed
+    assert capsys.readouterr().err == ""
+
+
 def store_namespace(store: VectorStore) -> tuple[str, str]:
     model, settings, _ = store.info().namespaces[0]
     return model, settings
@@ -286,3 +400,23 @@ def test_cli_cache_options_and_commands(fake_index_dir: Path, tmp_path: Path) ->
     assert "vectors     0" not in run("cache", "info", "--cache", cache).output
     missing = run("cache", "info", "--cache", tmp_path / "nope.sqlite")
     assert missing.exit_code == 1 and "no vector store" in missing.stderr
+
+
+def test_cached_tagger_shares_what_the_tagger_derived_from_its_index(
+    fake_index: TagIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = [Document("1", K8S_README, "Kubernetes operator"), Document("2", GAME_README, "")]
+    tagger = Tagger(fake_index, HashingEncoder())
+    expected = [r.to_json(explain=True) for r in tagger.tag_many(docs)]
+
+    def no_init(*args: object) -> None:
+        raise AssertionError("Tagger.__init__ ran again: a cold `tag` derives the index's tables twice")
+
+    monkeypatch.setattr(Tagger, "__init__", no_init)
+    with VectorStore(tmp_path / "v.sqlite") as store:
+        cached = cached_tagger(tagger, store)
+        assert cached.index is tagger.index and cached._example_label_matrix is tagger._example_label_matrix
+        assert isinstance(cached.encoder, CachingEncoder) and tagger.encoder is cached.encoder.inner
+        assert [r.to_json(explain=True) for r in cached.tag_many(docs)] == expected
+        assert [r.to_json(explain=True) for r in cached.tag_many(docs)] == expected  # from the store
+    assert not isinstance(tagger.encoder, CachingEncoder)  # the tagger itself is left as it was
