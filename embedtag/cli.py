@@ -77,10 +77,22 @@ cache_option = click.option(
 no_cache_option = click.option("--no-cache", is_flag=True, help="Encode everything; read and write no vector store.")
 
 
+# the same names as embedtag.encoders.BACKENDS, spelled out so that --help imports nothing heavy
+BACKEND_CHOICES = click.Choice(["onnx-int8", "torch", "onnx", "sentence-transformers"], case_sensitive=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="embedtag")
-def cli() -> None:
+@click.option("--backend", type=BACKEND_CHOICES, envvar="EMBEDTAG_BACKEND", default=None,
+              help="Encoder for README chunks: onnx-int8 (the static int8 MiniLM, the default), torch "
+              "(float MiniLM, the model's own vectors), onnx (float on onnxruntime), sentence-transformers.")
+def cli(backend: str | None) -> None:
     """Tag software projects from their README, offline, with at most three tags from your list."""
+    if backend:
+        import os
+
+        # the encoders read it (and so do `serve` workers and Ray actors, which inherit it)
+        os.environ["EMBEDTAG_BACKEND"] = backend.lower()
 
 
 @cli.command()

@@ -18,6 +18,7 @@ import numpy as np
 
 from embedtag.encoders import Encoder
 from embedtag.encoders.adapter import ADAPTER_FILE
+from embedtag.encoders.base import model_family
 from embedtag.errors import IndexError_
 from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, TagText, form_tags, tag_cues, tag_keywords, tag_texts
@@ -177,7 +178,8 @@ class TagIndex:
                 f"index was built with {self.dimension}-dim vectors from {self.model_name}, the "
                 f"model in use gives {encoder.dimension}; {hint}"
             )
-        if encoder.fingerprint() != self.model_fingerprint:
+        # the int8 encoder approximates the float model: an index built with either serves both
+        if model_family(encoder.fingerprint()) != model_family(self.model_fingerprint):
             raise IndexError_(
                 f"index was built with model {self.model_name} ({self.model_fingerprint}), the model "
                 f"in use is {encoder.name} ({encoder.fingerprint()}); {hint}"

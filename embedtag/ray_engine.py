@@ -137,6 +137,9 @@ def _start_ray(options: RayOptions) -> bool:
     kwargs = dict(options.init_kwargs)
     kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("log_to_driver", False)
+    backend = os.environ.get("EMBEDTAG_BACKEND")
+    if backend and "runtime_env" not in kwargs:  # `embedtag --backend` reaches actors on other machines too
+        kwargs["runtime_env"] = {"env_vars": {"EMBEDTAG_BACKEND": backend}}
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, **kwargs)
     return True

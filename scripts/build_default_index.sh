@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 DEV=${1:-../shared/data/dev/items.jsonl}
 EXEMPLARS=${2:-../shared/data/exemplars/exemplars.jsonl}
 EMBEDTAG=${EMBEDTAG:-.venv/bin/embedtag}
-"$EMBEDTAG" build-index --exemplars "$EXEMPLARS" --out index
+# tag texts and exemplars: float MiniLM's vectors; the ranker, head and examples: the default
+# encoder's (the static int8 model), which is what reads the READMEs at tagging time
+"$EMBEDTAG" --backend torch build-index --exemplars "$EXEMPLARS" --out index
 "$EMBEDTAG" calibrate "$DEV" --index index
 "$EMBEDTAG" info --index index

@@ -169,10 +169,9 @@ def test_vectors_equal_sentence_transformers(encoder: SentenceTransformerEncoder
 
 
 @pytest.mark.slow
-def test_onnx_float32_matches_and_int8_gets_its_own_fingerprint(
+def test_onnx_float32_matches_the_torch_encoder(
     encoder: SentenceTransformerEncoder, chunks: list[str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from embedtag.encoders import OnnxEncoder
 
@@ -180,8 +179,4 @@ def test_onnx_float32_matches_and_int8_gets_its_own_fingerprint(
     fp32 = OnnxEncoder(cache_dir=tmp_path)
     assert fp32.fingerprint() == encoder.fingerprint() and fp32.onnx_path.is_file()
     assert float(np.abs(fp32.encode(chunks) - expected).max()) < 1e-5
-    int8 = OnnxEncoder(cache_dir=tmp_path, quantize=True)
-    assert int8.fingerprint() != encoder.fingerprint()
-    cosine = (int8.encode(chunks) * expected).sum(axis=1)
-    assert float(cosine.min()) > 0.9
-    assert sorted(p.name for p in tmp_path.rglob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
+    assert [p.name for p in tmp_path.rglob("*.onnx")] == ["model.tokens.onnx"]  # exported once, here

@@ -84,6 +84,12 @@ def weights_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_family(fingerprint: str) -> str:
+    """The float weights a fingerprint's vectors come from: the int8 model's fingerprint is its
+    float model's plus `-int8-...`, and an index built with either serves both."""
+    return fingerprint.split("-int8-", 1)[0]
+
+
 def _env_threads() -> int | None:
     value = os.environ.get(ENV_THREADS, "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else None

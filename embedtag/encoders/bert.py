@@ -255,6 +255,21 @@ def bert_numpy(spec: BertSpec, w: dict[str, np.ndarray], input_ids: np.ndarray, 
     return out
 
 
+def pool_tokens(states: np.ndarray, lengths: list[int]) -> np.ndarray:
+    """Mean over each row's first `lengths[r]` token states, L2-normalised, one row at a time.
+
+    ONNX Runtime's reductions over a (batch, tokens, hidden) tensor round differently with the
+    batch's size; the token states themselves do not. Pooling each row on its own in numpy makes
+    a chunk's vector the same bits alone or in any batch, padded to any width.
+    """
+    out = np.empty((len(lengths), states.shape[-1]), dtype=np.float32)
+    for row, length in enumerate(lengths):
+        pooled = states[row, :length].sum(axis=0, dtype=np.float32) / np.float32(max(length, 1))
+        norm = np.float32(np.sqrt(np.dot(pooled, pooled)))
+        out[row] = pooled / max(norm, np.float32(1e-12))
+    return out
+
+
 def _one_blas_thread() -> Any:
     """OpenBLAS threads on many small matrices stall when the cores are busy; one thread is
     steady. threadpoolctl comes with scikit-learn (a sentence-transformers dependency)."""
@@ -268,18 +283,24 @@ def _one_blas_thread() -> Any:
 
 
 def bert_module(
-    spec: BertSpec, weights: dict[str, np.ndarray] | None = None, explicit_attention: bool = False
+    spec: BertSpec, weights: dict[str, np.ndarray] | None = None, explicit_attention: bool = False,
+    smooth: dict[str, np.ndarray] | None = None, token_states: bool = False,
 ) -> Any:
     """A torch module: (input_ids, attention_mask) -> L2-normalised mean-pooled embeddings.
 
     The same arithmetic as transformers' BertModel + sentence-transformers' mean Pooling and
     Normalize. `explicit_attention` spells attention out (matmul, softmax) for ONNX export.
-    The module shares the numpy `weights`' memory.
+    The module shares the numpy `weights`' memory. `smooth` (SmoothQuant, for a static int8
+    export) maps a linear layer's name to per-input-channel factors s: its input is divided by s
+    and its weight columns multiplied by s, the same product with the outlier channels tamed.
+    `token_states` returns the last layer's token states instead of pooled vectors (the ONNX
+    files do: `pool_tokens` pools them row by row, so a vector never depends on its batch).
     """
     import torch
     import torch.nn.functional as F
 
     arrays = weights if weights is not None else bert_weights(spec)
+    smoothing = {name: torch.from_numpy(np.asarray(f, dtype=np.float32)) for name, f in (smooth or {}).items()}
     hidden, heads, eps = spec.hidden, spec.heads, spec.eps
     head_dim = hidden // heads
 
@@ -292,6 +313,9 @@ def bert_module(
             })
 
         def _linear(self, x: Any, name: str) -> Any:
+            if name in smoothing:
+                factors = smoothing[name]
+                return F.linear(x / factors, self.w[name + "_weight"] * factors, self.w[name + "_bias"])
             return F.linear(x, self.w[name + "_weight"], self.w[name + "_bias"])
 
         def _norm(self, x: Any, name: str) -> Any:
@@ -341,7 +365,7 @@ def bert_module(
             x, bias = self.embed(input_ids, attention_mask)
             for i in range(spec.layers):
                 x = self.layer(i, x, bias)
-            return self.pool(x, attention_mask)
+            return x if token_states else self.pool(x, attention_mask)
 
     return MeanPooledBert().eval()
 

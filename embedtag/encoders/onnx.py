@@ -1,9 +1,17 @@
-"""`OnnxEncoder`: the bundled BERT on ONNX Runtime, exported locally once (float32 or int8)."""
+"""`OnnxEncoder`: the bundled BERT on ONNX Runtime, float32 (exported locally once) or the shipped
+static int8 model (the default encoder).
+
+Both ONNX files output the last layer's token states; `pool_tokens` pools them one row at a time,
+which makes a chunk's vector the same bits alone or inside any batch (tests/test_int8.py).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,16 +24,60 @@ from embedtag.encoders.base import (
     set_offline,
     weights_fingerprint,
 )
-from embedtag.encoders.bert import BertSpec, _batches, _padded, _Tokenizers, bert_module, bert_spec, bert_weights
+from embedtag.encoders.bert import (
+    BertSpec,
+    _batches,
+    _padded,
+    _Tokenizers,
+    bert_module,
+    bert_spec,
+    bert_weights,
+    pool_tokens,
+)
 from embedtag.errors import ModelError
+
+# The static int8 model of the bundled MiniLM, built by scripts/build_int8_encoder.py.
+INT8_MODEL = Path(__file__).resolve().parent.parent / "data" / f"{BUNDLED_MODEL_NAME}.int8.onnx"
+INT8_BUILD_HINT = "run `python scripts/build_int8_encoder.py`, or use the float encoder: embedtag --backend torch"
+
+
+def onnxruntime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def int8_metadata(path: Path = INT8_MODEL) -> dict[str, Any]:
+    """What the build script recorded beside the int8 model: the weights it came from, its
+    calibration and how close its vectors are to float32."""
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {meta_path}: {exc}; {INT8_BUILD_HINT}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path} is not a JSON object; {INT8_BUILD_HINT}")
+    return meta
+
+
+def file_fingerprint(path: Path) -> str:
+    """sha256 of a model file (the 23 MB int8 model: ~15 ms)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class OnnxEncoder:
-    """The same BERT mean-pooling model on ONNX Runtime, from a locally exported ONNX file.
+    """The bundled BERT mean-pooling model on ONNX Runtime.
 
-    Needs `onnxruntime` to run and, the first time only, torch + `onnx` to export (and
-    onnxruntime's quantizer for `quantize=True`). Float32 vectors equal the torch encoder's
-    (same fingerprint); int8 vectors do not, so they carry their own fingerprint.
+    `quantize=False`: float32, exported from the model folder (or adapted weights) into the local
+    cache on first use (needs torch + `onnx` that once); same vectors as the torch encoder to
+    ~1e-6, same fingerprint. `quantize=True`: the shipped static int8 model (activation ranges
+    calibrated once on README chunks and frozen), ~2x faster than float32 on ONNX Runtime; its
+    vectors differ from float32 (cosine ~0.99), so it has a fingerprint of its own and says
+    which float model it `approximates` (an index built with either scores with either).
     """
 
     def __init__(
@@ -38,6 +90,7 @@ class OnnxEncoder:
         cache_dir: str | Path | None = None,
         sort_by_length: bool = True,
         adapter: bytes | None = None,
+        int8_path: str | Path | None = None,
     ) -> None:
         set_offline()
         self.path = _model_dir(model_path)
@@ -50,24 +103,31 @@ class OnnxEncoder:
         try:
             import onnxruntime  # type: ignore[import-not-found,import-untyped]
         except ImportError:
-            raise ModelError("the ONNX backend needs onnxruntime: pip install onnxruntime onnx") from None
+            raise ModelError("the ONNX backend needs onnxruntime: pip install onnxruntime") from None
         base = BUNDLED_MODEL_NAME if model_path is None else self.path.name
         self.quantized = quantize
         self.name = f"{base}-int8" if quantize else base
         self.batch_size = batch_size
         self.sort_by_length = sort_by_length
         weights = weights_fingerprint(self.path)
-        arrays = None
-        if adapter is not None:
-            arrays = apply_adapter(adapter, bert_weights(spec), weights)
-            weights = adapted_fingerprint(weights, adapter)
-            self.name += "+adapter"
-        self._fingerprint = f"{weights}-int8" if quantize else weights
         self.max_tokens = min(max_tokens, spec.window - 2)
         self.dimension = spec.hidden
         self._tokens = _Tokenizers(spec, self.max_tokens + 2)
-        directory = Path(cache_dir) if cache_dir else cache_home() / "onnx"
-        self.onnx_path = onnx_model(spec, directory / weights, quantize, arrays)
+        if quantize:
+            if adapter is not None:
+                raise ModelError("the int8 model has no adapter; use the float encoder: embedtag --backend torch")
+            self.onnx_path = Path(int8_path) if int8_path else INT8_MODEL
+            self._fingerprint, self.approximates = self._int8_identity(weights, onnxruntime.__version__)
+        else:
+            arrays = None
+            if adapter is not None:
+                arrays = apply_adapter(adapter, bert_weights(spec), weights)
+                weights = adapted_fingerprint(weights, adapter)
+                self.name += "+adapter"
+            self._fingerprint = weights
+            self.approximates = weights
+            directory = Path(cache_dir) if cache_dir else cache_home() / "onnx"
+            self.onnx_path = onnx_model(spec, directory / weights, arrays)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or _env_threads() or 0
         options.inter_op_num_threads = 1
@@ -77,7 +137,29 @@ class OnnxEncoder:
                 str(self.onnx_path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise ModelError(f"cannot load {self.onnx_path}: {exc}; delete it to export it again") from None
+            hint = INT8_BUILD_HINT if quantize else "delete it to export it again"
+            raise ModelError(f"cannot load {self.onnx_path}: {exc}; {hint}") from None
+
+    def _int8_identity(self, weights: str, runtime_version: str) -> tuple[str, str]:
+        """(fingerprint, the float fingerprint it approximates) of the int8 file, checked against
+        the weights it was built from."""
+        if not self.onnx_path.is_file():
+            raise ModelError(f"no int8 model at {self.onnx_path}; {INT8_BUILD_HINT}")
+        meta = int8_metadata(self.onnx_path)
+        if meta.get("weights_fingerprint") != weights:
+            raise ModelError(
+                f"{self.onnx_path} was built from other weights ({meta.get('weights_fingerprint')}) than "
+                f"{self.path} ({weights}); {INT8_BUILD_HINT}"
+            )
+        # The runtime's version is part of it: int8 kernels may round differently between
+        # releases, and the vector store must never hand back a vector from another one.
+        sha256 = file_fingerprint(self.onnx_path)
+        if meta.get("sha256") != sha256:
+            raise ModelError(
+                f"{self.onnx_path} is not the file its metadata describes (sha256 differs); {INT8_BUILD_HINT}"
+            )
+        runtime = ".".join(runtime_version.split(".")[:2])
+        return f"{weights}-int8-{sha256[:12]}-ort{runtime}", weights
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -92,54 +174,35 @@ class OnnxEncoder:
         ids = self._tokens.ids(texts)
         for rows in _batches(ids, self.batch_size, self.sort_by_length):
             input_ids, mask = _padded(ids, rows, self._tokens.pad_id)
-            out[rows] = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+            states = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+            out[rows] = pool_tokens(states, [len(ids[i]) for i in rows])
         return out
 
 
-def onnx_model(
-    spec: BertSpec, directory: Path, quantize: bool = False, weights: dict[str, np.ndarray] | None = None
-) -> Path:
-    """The cached ONNX file for a model folder (or `weights`, e.g. adapted): exported (and
-    quantized) here on first use."""
-    fp32 = directory / "model.onnx"
-    target = directory / ("model.int8.onnx" if quantize else "model.onnx")
-    if target.is_file():
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    if not fp32.is_file():
-        _export_onnx(spec, fp32, weights)
-    if quantize:
-        try:
-            import onnx  # type: ignore[import-not-found,import-untyped]
-            from onnxruntime.quantization import (  # type: ignore[import-not-found,import-untyped]
-                QuantType,
-                quantize_dynamic,
-            )
-        except ImportError:
-            raise ModelError("quantizing needs onnx and onnxruntime: pip install onnxruntime onnx") from None
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            quantize_dynamic(
-                fp32, tmp, weight_type=QuantType.QInt8, per_channel=True,
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+def onnx_model(spec: BertSpec, directory: Path, weights: dict[str, np.ndarray] | None = None) -> Path:
+    """The cached float32 ONNX file for a model folder (or `weights`, e.g. adapted), exported
+    here on first use."""
+    target = directory / "model.tokens.onnx"
+    if not target.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        export_onnx(spec, target, weights)
     return target
 
 
-def _export_onnx(spec: BertSpec, target: Path, weights: dict[str, np.ndarray] | None = None) -> None:
-    """torch.onnx.export of `bert_module`, checked against torch before it is kept."""
+def export_onnx(
+    spec: BertSpec, target: Path, weights: dict[str, np.ndarray] | None = None,
+    smooth: dict[str, np.ndarray] | None = None,
+) -> None:
+    """torch.onnx.export of `bert_module` (token states out), checked against torch before it is kept."""
     import warnings
 
     try:
         import onnx  # type: ignore[import-not-found,import-untyped]  # noqa: F401 - the exporter needs it
-        import onnxruntime  # type: ignore[import-not-found,import-untyped]
+        import onnxruntime
         import torch
     except ImportError as exc:
         raise ModelError(f"exporting the ONNX model needs torch, onnx and onnxruntime ({exc})") from None
-    module = bert_module(spec, weights, explicit_attention=True)
+    module = bert_module(spec, weights, explicit_attention=True, smooth=smooth, token_states=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     probe_ids = torch.tensor([[101, 7592, 2088, 2003, 102, 0], [101, 2023, 102, 0, 0, 0]])
     probe_mask = (probe_ids != 0).long()
@@ -148,9 +211,10 @@ def _export_onnx(spec: BertSpec, target: Path, weights: dict[str, np.ndarray] | 
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, (probe_ids, probe_mask), str(tmp), input_names=["input_ids", "attention_mask"],
-                output_names=["embeddings"], opset_version=17, dynamo=False,
+                output_names=["token_states"], opset_version=17, dynamo=False,
                 dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                              "attention_mask": {0: "batch", 1: "tokens"}, "embeddings": {0: "batch"}},
+                              "attention_mask": {0: "batch", 1: "tokens"},
+                              "token_states": {0: "batch", 1: "tokens"}},
             )
         with torch.inference_mode():
             expected = module(probe_ids, probe_mask).numpy()
@@ -165,5 +229,3 @@ def _export_onnx(spec: BertSpec, target: Path, weights: dict[str, np.ndarray] | 
         raise ModelError(f"cannot export the model to ONNX: {exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
