@@ -377,6 +377,7 @@ def info(index: str | None) -> None:
     lines = [
         f"index       {Path(index) if index else default_index_path()}",
         f"model       {idx.model_name} ({idx.model_fingerprint}), {idx.dimension} dims",
+        f"encoder     {_describe_backend(idx.model_name, idx.adapter)}",
         f"tags        {len(idx.tags)}",
         f"tag texts   {len(idx.texts)}",
         "forms       " + (", ".join(t.key for t in idx.tags if t.id in idx.form_tags) or "none (every tag a subject)"),
@@ -480,6 +481,20 @@ def _describe_head(idx: TagIndex) -> str:
     if missing:
         line += f"; without it (other evidence only): {', '.join(missing)}"
     return line
+
+
+def _describe_backend(model_name: str, adapter: bytes | None) -> str:
+    """Which encoder reads READMEs with this index (the tag texts' vectors are the index's own)."""
+    from embedtag.encoders import BUNDLED_MODEL_NAME, default_backend
+
+    if model_name.startswith("hashing"):
+        return "hashing (the index's own, for tests)"
+    if not model_name.startswith(BUNDLED_MODEL_NAME):
+        return f"float {model_name} on torch: tag with --model pointing at that folder"
+    backend = default_backend(None, adapter)
+    what = {"onnx-int8": "static int8 MiniLM on onnxruntime (the default)", "torch": "float MiniLM on torch",
+            "onnx": "float MiniLM on onnxruntime", "sentence-transformers": "float MiniLM on sentence-transformers"}
+    return f"{backend}: {what.get(backend, 'unknown')}; `embedtag --backend NAME` picks another"
 
 
 def _describe_adapter(data: bytes | None) -> str:

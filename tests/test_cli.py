@@ -450,7 +450,8 @@ def test_info(fake_index_dir: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["index", str(fake_index_dir)]
     assert lines[1] == "model       hashing (hashing-64), 64 dims"
-    assert lines[2] == "tags        7"
+    assert lines[2] == "encoder     hashing (the index's own, for tests)"
+    assert lines[3] == "tags        7"
     assert "forms       cli" in lines  # the tags that name a project form, from the glosses
     assert "chunks      12 x 64 tokens" in lines
     assert "thresholds  score >= 0.0, within 0.07 of the best, 1 to 3 tags" in lines

@@ -112,8 +112,11 @@ def test_int8_is_the_default_and_float_one_flag_away(monkeypatch: pytest.MonkeyP
     assert isinstance(load_encoder(), OnnxEncoder)
     with pytest.raises(ModelError, match="no adapter"):
         load_encoder(backend="onnx-int8", adapter=b"weights")
+    info = CliRunner().invoke(cli, ["info"]).output
+    assert "encoder     onnx-int8: static int8 MiniLM" in info
     monkeypatch.setenv("EMBEDTAG_BACKEND", "torch")
     assert isinstance(load_encoder(), SentenceTransformerEncoder)
+    assert "encoder     torch: float MiniLM" in CliRunner().invoke(cli, ["info"]).output
 
 
 def _batch(records: Path, tmp_path: Path, *args: str) -> list[str]:
