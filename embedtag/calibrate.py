@@ -439,6 +439,8 @@ def cross_validate(
     seed: int = 0,
     head: HeadTraining | None = None,
     train_share: float = 1.0,
+    held_out: ScoredSet | None = None,
+    fitted_out: list[ScoringSettings] | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
     """Fit on k-1 folds, predict the held-out fold; returns predictions (tag positions) for
     every document and the values they were selected on (for precision-recall curves).
@@ -452,8 +454,13 @@ def cross_validate(
     heads trained inside the training folds (`out_of_fold_head`: 5x the heads, the same figures
     within 0.002 F1 on the dev set, benchmarks/quality.md). `train_share` < 1 learns from that
     share of each fold's training READMEs only (a seeded sample: the learning curve), the held-out
-    fold scored as always."""
+    fold scored as always. `held_out` (the same READMEs, other evidence: e.g. only their first
+    chunks, as `--adaptive` reads them) is what the held-out folds are scored on, by models fitted on
+    `scored`; `fitted_out` receives each fold's fitted settings, in `folds(n, n_folds, seed)` order."""
     n = len(scored.ids)
+    if held_out is not None and len(held_out.ids) != n:
+        raise ValueError("held_out must score the same READMEs as scored")
+    tested = scored if held_out is None else held_out
     if n_folds < 2 or n_folds > n:
         raise ValueError(f"--folds must be between 2 and the number of items ({n})")
     preds: list[list[int]] = [[] for _ in range(n)]
@@ -473,17 +480,23 @@ def cross_validate(
             # one head per fold, trained on the other folds: it scores its fold's READMEs, both as the
             # held-out ones and as the ranker's training READMEs of the other folds
             shared = np.zeros_like(scored.zero_shot)
+            tested_head = np.zeros_like(scored.zero_shot)
             for fold, rest in splits:
-                shared[fold] = head_probabilities(fit_head(head, scored.subset(rest), seed), scored.subset(fold))
+                fold_head = fit_head(head, scored.subset(rest), seed)
+                shared[fold] = head_probabilities(fold_head, scored.subset(fold))
+                tested_head[fold] = head_probabilities(fold_head, tested.subset(fold)) if held_out else shared[fold]
             scored = replace(scored, head=shared)
+            tested = replace(tested, head=tested_head)
     for fold, rest in splits:
         train = scored.subset(rest)
-        test = scored.subset(fold)
+        test = tested.subset(fold)
         if head is not None and head.nested:
             fold_head = fit_head(head, train, seed)
             test = replace(test, head=head_probabilities(fold_head, test))
             train = replace(train, head=out_of_fold_head(head, train, seed))
         fitted = calibrate(train, base, use_examples) if calibrated else base
+        if fitted_out is not None:
+            fitted_out.append(fitted)
         fold_preds, values = predict(test, train if use_examples else None, fitted)
         for row, p in zip(fold, fold_preds, strict=True):
             preds[row] = p

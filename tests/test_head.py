@@ -163,6 +163,24 @@ def test_the_head_lifts_cross_validated_f1_when_its_inputs_carry_the_answer() ->
     assert micro_f1(with_head, data.core) > micro_f1(without, data.core) + 0.3
 
 
+def test_held_out_evidence_is_what_the_held_out_folds_are_scored_on() -> None:
+    data, training = with_head_inputs()
+    head = training
+    fitted: list[ScoringSettings] = []
+    plain, plain_values = cross_validate(data, cal_settings(), n_folds=3, use_examples=False, head=head)
+    same, same_values = cross_validate(data, cal_settings(), n_folds=3, use_examples=False, head=head,
+                                       held_out=data, fitted_out=fitted)
+    assert same == plain and np.array_equal(same_values, plain_values)  # the same evidence: the same answers
+    assert len(fitted) == 3 and all(f.ranker is not None for f in fitted)
+    # held-out READMEs that lost their head inputs and evidence are scored on that, by the same models
+    blank = replace(data, zero_shot=np.zeros_like(data.zero_shot), keyword=np.zeros_like(data.keyword),
+                    head_inputs=np.zeros_like(data.head_inputs))
+    weak, _ = cross_validate(data, cal_settings(), n_folds=3, use_examples=False, head=head, held_out=blank)
+    assert micro_f1(weak, data.core) < micro_f1(plain, data.core) - 0.3
+    with pytest.raises(ValueError, match="same READMEs"):
+        cross_validate(data, cal_settings(), n_folds=3, head=head, held_out=data.subset([0, 1, 2]))
+
+
 def cal_settings() -> ScoringSettings:
     return ScoringSettings()
 
