@@ -41,7 +41,13 @@ sys.path.insert(0, str(REPO))
 
 from embedtag.encoders import bert_spec, bundled_model_path, weights_fingerprint  # noqa: E402
 from embedtag.encoders.bert import BertSpec, _batches, _padded, _Tokenizers, bert_module, bert_weights  # noqa: E402
-from embedtag.encoders.onnx import INT8_MODEL, OnnxEncoder, export_onnx, file_fingerprint  # noqa: E402
+from embedtag.encoders.onnx import (  # noqa: E402
+    INT8_MODEL,
+    OnnxEncoder,
+    export_onnx,
+    file_fingerprint,
+    quick_fingerprint,
+)
 from embedtag.tagger import Document, Tagger  # noqa: E402
 
 DEV_ITEMS = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
@@ -178,6 +184,7 @@ def main() -> None:
     sha256 = file_fingerprint(args.out)
     meta: dict[str, Any] = {
         "model": "all-MiniLM-L6-v2", "weights_fingerprint": weights_fingerprint(spec.path), "sha256": sha256,
+        "quick_sha256": quick_fingerprint(args.out),
         "quantization": "static QDQ: int8 weights per output channel, uint8 activations per tensor "
                         "(MinMax), MatMul + Gather, MatMul outputs float",
         "smoothquant_alpha": args.alpha, "smoothed": list(SMOOTHED),

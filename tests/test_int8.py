@@ -91,9 +91,16 @@ def test_metadata_that_disagrees_with_the_file_is_refused(tmp_path: Path) -> Non
     copy = tmp_path / INT8_MODEL.name
     shutil.copy(INT8_MODEL, copy)
     meta = json.loads(INT8_MODEL.with_suffix(".json").read_text(encoding="utf-8"))
-    copy.with_suffix(".json").write_text(json.dumps({**meta, "sha256": "0" * 64}), encoding="utf-8")
+    copy.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+    assert OnnxEncoder(quantize=True, int8_path=copy).fingerprint() == OnnxEncoder(quantize=True).fingerprint()
+    with copy.open("r+b") as handle:  # one byte changed near the end of the file
+        handle.seek(-100, 2)
+        last = handle.read(1)
+        handle.seek(-100, 2)
+        handle.write(bytes([last[0] ^ 1]))
     with pytest.raises(ModelError, match="sha256 differs"):
         OnnxEncoder(quantize=True, int8_path=copy)
+    shutil.copy(INT8_MODEL, copy)
     copy.with_suffix(".json").write_text(json.dumps({**meta, "weights_fingerprint": "feedface"}), encoding="utf-8")
     with pytest.raises(ModelError, match=r"built from other weights.*build_int8_encoder"):
         OnnxEncoder(quantize=True, int8_path=copy)
