@@ -18,7 +18,7 @@ import numpy as np
 
 from embedtag.encoders import Encoder
 from embedtag.encoders.adapter import ADAPTER_FILE
-from embedtag.encoders.base import model_family
+from embedtag.encoders.base import file_sha256, model_family
 from embedtag.errors import IndexError_
 from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import TagGlosses, TagText, form_tags, tag_cues, tag_keywords, tag_texts
@@ -51,14 +51,6 @@ def default_index_path() -> Path:
 def texts_fingerprint(texts: list[TagText]) -> str:
     payload = json.dumps([[t.tag_id, t.kind, t.text] for t in texts], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _faiss() -> Any:
@@ -296,23 +288,23 @@ class TagIndex:
         try:
             faiss.write_index(_flat_index(self.text_vectors), str(tmp / TEXT_VECTORS))
             manifest = self.manifest()
-            manifest["files"] = {TEXT_VECTORS: _sha256(tmp / TEXT_VECTORS)}
+            manifest["files"] = {TEXT_VECTORS: file_sha256(tmp / TEXT_VECTORS)}
             if self.example_vectors is not None and len(self.examples):
                 faiss.write_index(_flat_index(self.example_vectors), str(tmp / EXAMPLE_VECTORS))
-                manifest["files"][EXAMPLE_VECTORS] = _sha256(tmp / EXAMPLE_VECTORS)
+                manifest["files"][EXAMPLE_VECTORS] = file_sha256(tmp / EXAMPLE_VECTORS)
             if self.example_chunk_vectors is not None and len(self.example_chunk_vectors):
                 # float16 halves the file: 3.6 MB for the dev set's 4,627 chunks
                 faiss.write_index(_flat_index(self.example_chunk_vectors, half=True), str(tmp / EXAMPLE_CHUNK_VECTORS))
-                manifest["files"][EXAMPLE_CHUNK_VECTORS] = _sha256(tmp / EXAMPLE_CHUNK_VECTORS)
+                manifest["files"][EXAMPLE_CHUNK_VECTORS] = file_sha256(tmp / EXAMPLE_CHUNK_VECTORS)
             if self.exemplar_vectors is not None and len(self.exemplar_tags):
                 faiss.write_index(_flat_index(self.exemplar_vectors, half=True), str(tmp / EXEMPLAR_VECTORS))
-                manifest["files"][EXEMPLAR_VECTORS] = _sha256(tmp / EXEMPLAR_VECTORS)
+                manifest["files"][EXEMPLAR_VECTORS] = file_sha256(tmp / EXEMPLAR_VECTORS)
             if self.adapter is not None:
                 (tmp / ADAPTER_FILE).write_bytes(self.adapter)
-                manifest["files"][ADAPTER_FILE] = _sha256(tmp / ADAPTER_FILE)
+                manifest["files"][ADAPTER_FILE] = file_sha256(tmp / ADAPTER_FILE)
             if self.head is not None:
                 (tmp / HEAD_FILE).write_bytes(self.head.to_bytes())
-                manifest["files"][HEAD_FILE] = _sha256(tmp / HEAD_FILE)
+                manifest["files"][HEAD_FILE] = file_sha256(tmp / HEAD_FILE)
             with (tmp / MANIFEST).open("w", encoding="utf-8") as handle:
                 json.dump(manifest, handle, ensure_ascii=False, indent=1)
                 handle.write("\n")
@@ -384,7 +376,7 @@ def _index_set_aside(directory: Path) -> Path | None:
 def _read_vectors(path: Path, expected_sha: str | None, what: str) -> np.ndarray:
     if not path.is_file():
         raise IndexError_(f"index file {path} is missing; {REBUILD_HINT}")
-    if expected_sha is not None and _sha256(path) != expected_sha:
+    if expected_sha is not None and file_sha256(path) != expected_sha:
         raise IndexError_(f"index file {path} is corrupt or truncated (checksum differs); {REBUILD_HINT}")
     try:
         index = _faiss().read_index(str(path))

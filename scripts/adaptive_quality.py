@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from harness import replace_section
 
 from embedtag.adaptive import AdaptivePolicy, decision_is_close, head_length
 from embedtag.calibrate import HeadTraining, cross_validate, folds, score_labelled
@@ -121,8 +122,10 @@ def main() -> None:
         *lines,
     ]
     print("\n".join(text))
-    if args.out:
-        args.out.write_text("# Adaptive reading on the shipped setting\n\n" + "\n".join(text) + "\n", encoding="utf-8")
+    if args.out:  # one section per setting: runs with other settings stay in the file
+        key = f"adaptive-quality {args.backend} first={args.first} band={args.band}"
+        replace_section(args.out, "\n".join([f"<!-- {key}:begin -->", *text, f"<!-- {key}:end -->"]),
+                        f"<!-- {key}:begin -->", f"<!-- {key}:end -->", "Adaptive reading on the shipped setting")
 
 
 if __name__ == "__main__":

@@ -40,14 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from embedtag.encoders import bert_spec, bundled_model_path, weights_fingerprint  # noqa: E402
+from embedtag.encoders.base import file_sha256  # noqa: E402
 from embedtag.encoders.bert import BertSpec, _batches, _padded, _Tokenizers, bert_module, bert_weights  # noqa: E402
-from embedtag.encoders.onnx import (  # noqa: E402
-    INT8_MODEL,
-    OnnxEncoder,
-    export_onnx,
-    file_fingerprint,
-    quick_fingerprint,
-)
+from embedtag.encoders.onnx import INT8_MODEL, OnnxEncoder, export_onnx, quick_fingerprint  # noqa: E402
 from embedtag.tagger import Document, Tagger  # noqa: E402
 
 DEV_ITEMS = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
@@ -181,7 +176,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.chdir(tmp):  # onnxruntime's pre-processing leaves scratch files in the working directory
             quantize(float_path, args.out.resolve(), feeds)
-    sha256 = file_fingerprint(args.out)
+    sha256 = file_sha256(args.out)
     meta: dict[str, Any] = {
         "model": "all-MiniLM-L6-v2", "weights_fingerprint": weights_fingerprint(spec.path), "sha256": sha256,
         "quick_sha256": quick_fingerprint(args.out),

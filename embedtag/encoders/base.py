@@ -75,13 +75,28 @@ def weights_fingerprint(model_dir: Path) -> str:
         raise ModelError(f"no weight files (*.safetensors or *.bin) under {model_dir}")
     for path in files:
         digest.update(path.relative_to(model_dir).as_posix().encode())
-        stat = path.stat()
-        digest.update(str(stat.st_size).encode())
-        with path.open("rb") as handle:  # head and tail: fast, and differs between checkpoints
-            digest.update(handle.read(1 << 20))
-            handle.seek(max(0, stat.st_size - (1 << 20)))
-            digest.update(handle.read(1 << 20))
+        head_and_tail(digest, path)
     return digest.hexdigest()[:16]
+
+
+def head_and_tail(digest: Any, path: Path) -> None:
+    """Feed a file's size, first and last MiB to `digest`: fast (1 ms for any size), and enough
+    to tell two checkpoints or two builds of a model apart."""
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a whole file, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def model_family(fingerprint: str) -> str:
