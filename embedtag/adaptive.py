@@ -35,9 +35,12 @@ Prepared = list[tuple[list[Section], list[Chunk]]]  # each README's cleaned sect
 # Dev CV (3 splits) with chunk-level votes and min_tags 1 (benchmarks/scale.md, run 9): band 0.05
 # kept F1 (+0.0011) at 75% of the tokens where 0.02 lost 0.0053 at 66%; with project-form groups
 # (run 10) 0.05 gives -0.0016 at 74%, 0.02 -0.0018 at 65%, and band 0 (never extend) -0.0078 at
-# 55%, as the chunk vote then sees the README's head only.
-FIRST_CHUNKS = 6
-CHANCE_BAND = 0.05  # with a ranker: chance units
+# 55%, as the chunk vote then sees the README's head only. With the tag head and the int8 encoder
+# (benchmarks/adaptive_quality.md, scripts/adaptive_quality.py) first 6 / band 0.05 lost 0.0048 F1
+# and 0.0085 hit@1 against reading every chunk, first 6 / band 0.1 0.0023 and 0.0050, first 8 /
+# band 0.1 none (+0.0006, 0) at 88% of the tokens: the default since.
+FIRST_CHUNKS = 8
+CHANCE_BAND = 0.1  # with a ranker: chance units
 SCORE_BAND = 0.03  # without a ranker (zero-shot): score units; not tuned (the grid uses the ranker)
 
 

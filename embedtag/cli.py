@@ -171,7 +171,7 @@ def _answer_prompt(path: str, index: str | None, model: str | None, tag_format: 
               help="Embed the description and first chunks; the rest only where the decision is close.")
 @click.option("--adaptive-band", type=click.FloatRange(0, 1), default=None,
               help="With --adaptive: how close a chance must be to the threshold to embed the rest "
-                   "[default: 0.05; 0 never embeds more: the fastest, ~0.01 F1 lower] (benchmarks/scale.md).")
+                   "[default: 0.1; 0 never embeds more: the fastest, lower F1] (benchmarks/adaptive_quality.md).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: tag on a Ray cluster (pip install 'embedtag[ray]'); JSONL or Parquet input.")
 @click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join [default: start a local one].")

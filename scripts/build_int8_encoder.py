@@ -48,6 +48,8 @@ from embedtag.tagger import Document, Tagger  # noqa: E402
 DEV_ITEMS = REPO.parent / "shared" / "data" / "dev" / "items.jsonl"
 # linears that read a LayerNorm output (their input has outlier channels SmoothQuant can move)
 SMOOTHED = ("attention_self_query", "attention_self_key", "attention_self_value", "intermediate_dense")
+# --smooth-all: the other two as well (measured worse: their inputs are not where the outliers are)
+ALL_LINEARS = (*SMOOTHED, "attention_output_dense", "output_dense")
 
 
 def readme_chunks(items: Path) -> list[tuple[int, str]]:
@@ -101,11 +103,11 @@ def input_maxima(spec: BertSpec, weights: dict[str, np.ndarray], ids: list[list[
 
 
 def smoothing(spec: BertSpec, weights: dict[str, np.ndarray], maxima: dict[str, np.ndarray],
-              alpha: float) -> dict[str, np.ndarray]:
+              alpha: float, parts: tuple[str, ...] = SMOOTHED) -> dict[str, np.ndarray]:
     """SmoothQuant factors s = max|x|^alpha / max|w|^(1 - alpha) per input channel."""
     factors = {}
     for layer in range(spec.layers):
-        for part in SMOOTHED:
+        for part in parts:
             name = f"encoder_layer_{layer}_{part}"
             w_max = np.abs(weights[name + "_weight"]).max(axis=0)
             s = np.maximum(maxima[name], 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha)
@@ -113,7 +115,9 @@ def smoothing(spec: BertSpec, weights: dict[str, np.ndarray], maxima: dict[str, 
     return factors
 
 
-def quantize(float_path: Path, target: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+def quantize(float_path: Path, target: Path, feeds: list[dict[str, np.ndarray]], percentile: bool = False,
+             float_embeddings: bool = False, quantize_outputs: bool = False) -> None:
+    """Static QDQ quantization; the flags are the variants that were measured and not kept."""
     from onnxruntime.quantization import (  # type: ignore[import-not-found,import-untyped]
         CalibrationDataReader,
         CalibrationMethod,
@@ -137,8 +141,10 @@ def quantize(float_path: Path, target: Path, feeds: list[dict[str, np.ndarray]])
     quantize_static(
         str(prepared), str(target), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-        op_types_to_quantize=["MatMul", "Gather"], calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]},
+        op_types_to_quantize=["MatMul"] if float_embeddings else ["MatMul", "Gather"],
+        calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+        extra_options={**({} if quantize_outputs else {"OpTypesToExcludeOutputQuantization": ["MatMul"]}),
+                       **({"CalibPercentile": 99.99} if percentile else {})},
     )
 
 
@@ -151,6 +157,12 @@ def main() -> None:
     parser.add_argument("--calibration-chunks", type=int, default=512)
     parser.add_argument("--held-out", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    # variants measured and not kept (benchmarks/speed.md): build them with --out elsewhere
+    parser.add_argument("--no-smoothquant", action="store_true")
+    parser.add_argument("--smooth-all", action="store_true", help="SmoothQuant on every linear layer")
+    parser.add_argument("--percentile", action="store_true", help="Percentile (99.99) calibration, not MinMax")
+    parser.add_argument("--float-embeddings", action="store_true", help="leave the embedding table float")
+    parser.add_argument("--quantize-matmul-outputs", action="store_true")
     args = parser.parse_args()
     import os
     import tempfile
@@ -165,7 +177,8 @@ def main() -> None:
                                          args.calibration_chunks, args.held_out, args.seed)
     tokens = _Tokenizers(spec, 66)
     calibration_ids = tokens.ids(calibration)
-    factors = smoothing(spec, weights, input_maxima(spec, weights, calibration_ids), args.alpha)
+    parts = () if args.no_smoothquant else ALL_LINEARS if args.smooth_all else SMOOTHED
+    factors = smoothing(spec, weights, input_maxima(spec, weights, calibration_ids), args.alpha, parts)
     feeds = []
     for rows in _batches(calibration_ids, 16, True):
         input_ids, mask = _padded(calibration_ids, rows, 0)
@@ -175,14 +188,16 @@ def main() -> None:
         export_onnx(spec, float_path, weights, smooth=factors)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.chdir(tmp):  # onnxruntime's pre-processing leaves scratch files in the working directory
-            quantize(float_path, args.out.resolve(), feeds)
+            quantize(float_path, args.out.resolve(), feeds, args.percentile, args.float_embeddings,
+                     args.quantize_matmul_outputs)
     sha256 = file_sha256(args.out)
     meta: dict[str, Any] = {
         "model": "all-MiniLM-L6-v2", "weights_fingerprint": weights_fingerprint(spec.path), "sha256": sha256,
         "quick_sha256": quick_fingerprint(args.out),
         "quantization": "static QDQ: int8 weights per output channel, uint8 activations per tensor "
                         "(MinMax), MatMul + Gather, MatMul outputs float",
-        "smoothquant_alpha": args.alpha, "smoothed": list(SMOOTHED),
+        "smoothquant_alpha": args.alpha, "smoothed": list(parts),
+        "variant": {k: v for k, v in vars(args).items() if isinstance(v, bool) and v},
         "calibration": {"readmes": args.calibration_readmes, "chunks": len(calibration), "seed": args.seed,
                         "source": args.items.name},
     }

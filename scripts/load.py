@@ -217,7 +217,8 @@ async def main_async(args: argparse.Namespace, url: str) -> dict[str, Any]:
         except httpx.HTTPError as exc:
             sys.exit(f"no server at {url} ({exc}); start one with `.venv/bin/embedtag serve`, or pass --serve")
         print(f"server {url}: model {health['model']} ({health['model_fingerprint']}), "
-              f"index texts {health['texts_fingerprint']}, {health['tags']} tags", file=sys.stderr)
+              f"encoder {health.get('encoder')}, index texts {health['texts_fingerprint']}, {health['tags']} tags",
+              file=sys.stderr)
         run = run_tag if args.api == "tag" else run_openai
         parts = await run(client, items, args)
         health_after = (await client.get("/health")).json()

@@ -43,6 +43,8 @@ OPTIONS: list[dict[str, Any]] = [
      "cv": "static int8, 6 chunks"},
     {"label": "static int8, `--adaptive` (first 6, band 0.05)", "backend": "onnx-int8", "adaptive": [6, 0.05],
      "cv": "adaptive (first 6, band 0.05)"},
+    {"label": "static int8, `--adaptive` (first 6, band 0.1)", "backend": "onnx-int8", "adaptive": [6, 0.1],
+     "cv": "adaptive (first 6, band 0.1)"},
     {"label": "static int8, `--adaptive` (first 8, band 0.1)", "backend": "onnx-int8", "adaptive": [8, 0.1],
      "cv": "adaptive (first 8, band 0.1)"},
 ]

@@ -313,7 +313,7 @@ def test_batcher_caps_the_batch(tagger: Tagger) -> None:
 def test_several_workers_each_load_once(index_dir: Path, tagger: Tagger) -> None:
     with serve_process(index_dir, "--max-body-bytes", "1000", workers=2) as url:
         health = httpx.get(f"{url}/health").json()
-        assert health["status"] == "ok" and health["model"] == "hashing"
+        assert health["status"] == "ok" and health["model"] == "hashing" and health["encoder"] == tagger.encoder.name
         answer = httpx.post(f"{url}/tag", json=DOCS[3])
         assert answer.json() == expected(tagger, DOCS[3])
         assert httpx.post(f"{url}/tag", json={"id": "x", "readme": "y" * 2000}).status_code == 413

@@ -119,6 +119,8 @@ class HealthResponse(BaseModel):
     status: str
     model: str
     model_fingerprint: str
+    encoder: str = Field(description="What reads README chunks: all-MiniLM-L6-v2-int8 by default, "
+                         "all-MiniLM-L6-v2 with `embedtag --backend torch serve`")
     texts_fingerprint: str
     tags: int
     uptime_seconds: float
@@ -207,6 +209,7 @@ def add_tag_routes(app: FastAPI, batcher: MicroBatcher, recent: RecentDocuments)
             "status": "ok" if batcher.running else "stopped",
             "model": index.model_name,
             "model_fingerprint": index.model_fingerprint,
+            "encoder": batcher.tagger.encoder.name,
             "texts_fingerprint": index.texts_fingerprint,
             "tags": len(index.tags),
             "uptime_seconds": round(time.monotonic() - started, 3),
