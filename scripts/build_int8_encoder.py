@@ -182,6 +182,9 @@ def main() -> None:
     feeds = []
     for rows in _batches(calibration_ids, 16, True):
         input_ids, mask = _padded(calibration_ids, rows, 0)
+        if args.percentile:  # its histograms need one shape: every batch padded to the full window
+            width = ((0, 0), (0, 66 - input_ids.shape[1]))
+            input_ids, mask = np.pad(input_ids, width), np.pad(mask, width)
         feeds.append({"input_ids": input_ids, "attention_mask": mask})
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "smoothed.onnx"
