@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,6 +165,18 @@ def _session_vector_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _no_user_vector_store(_session_vector_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`batch`/`tag`/`serve` keep a vector store by default: tests use one of their own."""
     monkeypatch.setenv("EMBEDTAG_CACHE", str(_session_vector_store))
+
+
+@pytest.fixture(autouse=True)
+def _backend_left_as_found() -> Iterator[None]:
+    """`embedtag --backend X` sets EMBEDTAG_BACKEND for the process (so that `serve` workers and
+    Ray actors inherit it); a test that runs the CLI in-process must not leave it to the next."""
+    before = os.environ.get("EMBEDTAG_BACKEND")
+    yield
+    if before is None:
+        os.environ.pop("EMBEDTAG_BACKEND", None)
+    else:
+        os.environ["EMBEDTAG_BACKEND"] = before
 
 
 # ---- a tiny deterministic index (HashingEncoder: bag of words, no model) -----------------------
