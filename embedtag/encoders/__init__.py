@@ -9,7 +9,7 @@ still goes through sentence-transformers.
 
 `OnnxEncoder` runs the same weights on ONNX Runtime. The default encoder is its int8 variant:
 a static int8 model of the bundled MiniLM shipped in the package (embedtag/data, built by
-scripts/build_int8_encoder.py), about 2x faster than float32 and never importing torch. Its
+scripts/build_int8_encoder.py), 2x float MiniLM on torch end to end, never importing torch. Its
 vectors approximate the float model's (cosine ~0.99 on README chunks), so it has a fingerprint
 of its own (the vector store keeps its vectors apart) and `approximates` the float one (an index
 built with either scores with either). The float32 ONNX variant is exported once, locally, into

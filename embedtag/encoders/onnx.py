@@ -75,7 +75,7 @@ class OnnxEncoder:
     `quantize=False`: float32, exported from the model folder (or adapted weights) into the local
     cache on first use (needs torch + `onnx` that once); same vectors as the torch encoder to
     ~1e-6, same fingerprint. `quantize=True`: the shipped static int8 model (activation ranges
-    calibrated once on README chunks and frozen), ~2x faster than float32 on ONNX Runtime; its
+    calibrated once on README chunks and frozen), 1.8x float32 on ONNX Runtime end to end; its
     vectors differ from float32 (cosine ~0.99), so it has a fingerprint of its own and says
     which float model it `approximates` (an index built with either scores with either).
     """
