@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from harness import replace_section
+from quality_benchmark import exemplar_index
 
 from embedtag.adaptive import AdaptivePolicy, decision_is_close, head_length
 from embedtag.calibrate import HeadTraining, cross_validate, folds, score_labelled
 from embedtag.encoders import SentenceTransformerEncoder, load_encoder
 from embedtag.evaluate import GoldItem, evaluate
-from embedtag.glosses import load_glosses
-from embedtag.index import build_index, load_index
 from embedtag.records import read_labelled
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Document, Tagger
@@ -55,13 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     tags = load_tags()
-    shipped = load_index(None)
     float_encoder = SentenceTransformerEncoder()
-    index = replace(
-        build_index(tags, load_glosses(), float_encoder),
-        exemplar_tags=shipped.exemplar_tags, exemplar_also=shipped.exemplar_also,
-        exemplar_vectors=shipped.exemplar_vectors, exemplar_source=shipped.exemplar_source,
-    )
+    index = exemplar_index(float_encoder)
     encoder = load_encoder(max_tokens=index.settings.max_tokens, backend=args.backend)
     records = read_labelled(args.gold, {t.key for t in tags})
     gold = [GoldItem(r.document.id, r.core, r.also) for r in records]

@@ -19,12 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from quality_benchmark import exemplar_index
 
 from embedtag.calibrate import HeadTraining, cross_validate, score_labelled
 from embedtag.encoders import Encoder, OnnxEncoder, SentenceTransformerEncoder
 from embedtag.evaluate import GoldItem, Report, evaluate
-from embedtag.glosses import load_glosses
-from embedtag.index import build_index, load_index
 from embedtag.records import read_labelled
 from embedtag.scoring import ScoringSettings
 from embedtag.tagger import Tagger
@@ -41,12 +40,7 @@ def main() -> None:
     started = time.time()
     float_encoder = SentenceTransformerEncoder()
     tags = load_tags()
-    shipped = load_index(None)
-    index = replace(
-        build_index(tags, load_glosses(), float_encoder),
-        exemplar_tags=shipped.exemplar_tags, exemplar_also=shipped.exemplar_also,
-        exemplar_vectors=shipped.exemplar_vectors, exemplar_source=shipped.exemplar_source,
-    )
+    index = exemplar_index(float_encoder)
     records = read_labelled(args.gold, {t.key for t in tags})
     gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
     names = [t.key for t in tags]

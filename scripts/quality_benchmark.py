@@ -33,12 +33,12 @@ from embedtag.calibrate import (
     head_probabilities,
     score_labelled,
 )
-from embedtag.encoders import SentenceTransformerEncoder
+from embedtag.encoders import Encoder, SentenceTransformerEncoder
 from embedtag.encoders.adapter import adapter_metadata
 from embedtag.evaluate import GoldItem, Report, evaluate, plot_precision_recall, precision_recall_curve
 from embedtag.exemplars import EXEMPLAR_WEIGHT
 from embedtag.glosses import load_glosses
-from embedtag.index import build_index, load_index
+from embedtag.index import TagIndex, build_index, load_index
 from embedtag.records import read_labelled
 from embedtag.scoring import select_tags
 from embedtag.tagger import Tagger
@@ -78,6 +78,20 @@ def row(name: str, report: Report, note: str = "") -> str:
     )
 
 
+def exemplar_index(encoder: Encoder, exemplars_index: Path | None = None) -> TagIndex:
+    """The shipped tag list and glosses embedded by `encoder` (no labels), with the exemplar
+    vectors of `exemplars_index` (default: the shipped index): what the quality scripts start from."""
+    tags = load_tags()
+    with_ex = load_index(exemplars_index)
+    if with_ex.exemplar_vectors is None or [t.id for t in with_ex.tags] != [t.id for t in tags]:
+        sys.exit(f"{exemplars_index} has no exemplars for the shipped tag list; build it with --exemplars")
+    return replace(
+        build_index(tags, load_glosses(), encoder),
+        exemplar_tags=with_ex.exemplar_tags, exemplar_also=with_ex.exemplar_also,
+        exemplar_vectors=with_ex.exemplar_vectors, exemplar_source=with_ex.exemplar_source,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("gold", type=Path)
@@ -108,14 +122,7 @@ def main() -> None:
     started = time.time()
     encoder = SentenceTransformerEncoder()
     tags = load_tags()
-    with_ex = load_index(args.exemplars_index)
-    if with_ex.exemplar_vectors is None or [t.id for t in with_ex.tags] != [t.id for t in tags]:
-        sys.exit(f"{args.exemplars_index} has no exemplars for the shipped tag list; build it with --exemplars")
-    index = replace(
-        build_index(tags, load_glosses(), encoder),
-        exemplar_tags=with_ex.exemplar_tags, exemplar_also=with_ex.exemplar_also,
-        exemplar_vectors=with_ex.exemplar_vectors, exemplar_source=with_ex.exemplar_source,
-    )
+    index = exemplar_index(encoder, args.exemplars_index)
     tagger = Tagger(index, encoder)
     records = read_labelled(args.gold, {t.key for t in tags})
     gold = [GoldItem(r.document.id, r.core, r.also) for r in records]
